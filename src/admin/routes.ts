@@ -1,0 +1,97 @@
+/**
+ * The admin API under /_session/. Only origin-form requests reach it (the
+ * server sends absolute-form traffic straight to the proxy), so
+ * `GET http://any-host/_session/...` through the proxy can never touch it.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Cookie } from 'tough-cookie'
+import { SessionProxyError } from '../errors.js'
+import { parseCookiesTxt, toCookiesTxt } from '../session/cookies-txt.js'
+import { assertProfileName, type Profile, type ProfileRegistry } from '../session/profiles.js'
+
+export interface AdminDeps {
+  profiles: ProfileRegistry
+  version: string
+  startedAt: number
+}
+
+export class ProfileNotFoundError extends SessionProxyError {
+  constructor (name: string) {
+    super('SP_PROFILE_NOT_FOUND', 404, `no profile named "${name}"`)
+  }
+}
+
+interface ProfileParams { p: string }
+
+export function cookieToJson (c: Cookie): Record<string, unknown> {
+  const expiry = c.expiryTime()
+  return {
+    name: c.key,
+    value: c.value,
+    domain: c.domain,
+    path: c.path,
+    expires: expiry === undefined || !Number.isFinite(expiry) ? null : new Date(expiry).toISOString(),
+    secure: c.secure,
+    httpOnly: c.httpOnly,
+    sameSite: c.sameSite ?? null,
+    hostOnly: c.hostOnly === true
+  }
+}
+
+function findProfile (deps: AdminDeps, name: string): Profile {
+  assertProfileName(name)
+  const profile = deps.profiles.find(name)
+  if (profile === undefined) throw new ProfileNotFoundError(name)
+  return profile
+}
+
+export async function adminRoutes (app: FastifyInstance, deps: AdminDeps): Promise<void> {
+  app.get('/_session/health', async () => ({
+    status: deps.profiles.problems.length === 0 ? 'ok' : 'degraded',
+    version: deps.version,
+    uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+    profilesLoaded: [...deps.profiles.loaded()].length,
+    problems: deps.profiles.problems
+  }))
+
+  app.get('/_session/profiles', async () => ({
+    profiles: deps.profiles.names().map((name) => ({ name, cookies: deps.profiles.get(name).jar.size }))
+  }))
+
+  app.get<{ Params: ProfileParams }>('/_session/profiles/:p/cookies', async (req) => {
+    const profile = findProfile(deps, req.params.p)
+    return { profile: profile.name, cookies: profile.jar.cookies().map(cookieToJson) }
+  })
+
+  app.delete<{ Params: ProfileParams }>('/_session/profiles/:p/cookies', async (req) => {
+    const profile = findProfile(deps, req.params.p)
+    const deleted = profile.jar.size
+    profile.jar.clear()
+    await profile.pendingWrite
+    return { profile: profile.name, deleted }
+  })
+
+  app.get<{ Params: ProfileParams }>('/_session/profiles/:p/cookies.txt', async (req, reply) => {
+    const profile = findProfile(deps, req.params.p)
+    reply.type('text/plain; charset=utf-8')
+    return toCookiesTxt(profile.jar.cookies())
+  })
+
+  // curl --data-binary sends form content types and -T sends none: take the
+  // body as text whatever it claims to be.
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser('*', { parseAs: 'string', bodyLimit: 16 * 1024 * 1024 }, (_req, body, done) => { done(null, body) })
+    scope.put<{ Params: ProfileParams, Body: string }>('/_session/profiles/:p/cookies.txt', async (req: FastifyRequest<{ Params: ProfileParams, Body: string }>, reply: FastifyReply) => {
+      assertProfileName(req.params.p)
+      const text = typeof req.body === 'string' ? req.body : ''
+      const parsed = parseCookiesTxt(text)
+      const profile = deps.profiles.get(req.params.p)
+      profile.jar.clear()
+      for (const c of parsed.cookies) profile.jar.store.putCookie(c, () => {})
+      await profile.pendingWrite
+      reply.code(200)
+      return { profile: profile.name, imported: parsed.cookies.length, skippedExpired: parsed.expired }
+    })
+  })
+}

@@ -1,0 +1,27 @@
+/**
+ * pino, asynchronous (no sync I/O on the request path), pretty-printed when
+ * stdout is a terminal. Secrets are redacted wherever they could appear.
+ */
+import { pino, type Logger } from 'pino'
+import type { LogLevel } from './config/schema.js'
+
+const SECRET_HEADERS = ['cookie', 'set-cookie', 'authorization', 'proxy-authorization']
+
+export const REDACT_PATHS = [
+  ...SECRET_HEADERS.flatMap((h) => [`req.headers["${h}"]`, `res.headers["${h}"]`, `headers["${h}"]`]),
+  'password', '*.password', 'token', '*.token'
+]
+
+export function createLogger (level: LogLevel, opts: { pretty?: boolean, destination?: NodeJS.WritableStream } = {}): Logger {
+  const pretty = opts.pretty ?? (process.stdout.isTTY === true && opts.destination === undefined)
+  const base = {
+    level,
+    base: { pid: process.pid },
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' }
+  }
+  if (pretty) {
+    return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } })
+  }
+  if (opts.destination !== undefined) return pino(base, opts.destination)
+  return pino(base, pino.destination({ dest: 1, sync: false }))
+}

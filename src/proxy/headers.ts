@@ -1,0 +1,166 @@
+/**
+ * Header rules for both directions. Hop-by-hop headers, and every header a
+ * Connection header names, describe one connection and never cross the proxy
+ * (RFC 9110 7.6.1). The request side then adds, in order: host defaults (the
+ * client's own header wins), the profile's cookies merged with the client's,
+ * Host from the target, and Via.
+ */
+import { LoopDetectedError } from '../errors.js'
+import type { DefaultHeader } from '../session/host-defaults.js'
+
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade', 'http2-settings'
+])
+
+/** Request headers the proxy consumes or rebuilds itself. */
+const REBUILT_REQUEST = new Set(['host', 'cookie', 'expect', 'via', 'x-session-profile'])
+
+export interface RequestHeaderInfo {
+  proxyAuthorization: string | undefined
+  profile: string | undefined
+  cookie: string | undefined
+  via: string | undefined
+  connection: string | undefined
+  /** Whether a request body follows (Content-Length > 0 or Transfer-Encoding). */
+  hasBody: boolean
+}
+
+/** One pass over the raw request headers for the few the proxy reads. */
+export function scanRequestHeaders (raw: readonly string[]): RequestHeaderInfo {
+  const info: RequestHeaderInfo = { proxyAuthorization: undefined, profile: undefined, cookie: undefined, via: undefined, connection: undefined, hasBody: false }
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    switch (name.length) {
+      case 3:
+        if (name.toLowerCase() === 'via') info.via = info.via === undefined ? raw[i + 1] : `${info.via}, ${raw[i + 1]!}`
+        break
+      case 6:
+        if (name.toLowerCase() === 'cookie') info.cookie = info.cookie === undefined ? raw[i + 1] : `${info.cookie}; ${raw[i + 1]!}`
+        break
+      case 10:
+        if (name.toLowerCase() === 'connection') info.connection = info.connection === undefined ? raw[i + 1] : `${info.connection}, ${raw[i + 1]!}`
+        break
+      case 14:
+        if (name.toLowerCase() === 'content-length' && raw[i + 1] !== '0') info.hasBody = true
+        break
+      case 17: {
+        const lower = name.toLowerCase()
+        if (lower === 'x-session-profile') info.profile = raw[i + 1]
+        else if (lower === 'transfer-encoding') info.hasBody = true
+        break
+      }
+      case 19:
+        if (name.toLowerCase() === 'proxy-authorization') info.proxyAuthorization = raw[i + 1]
+        break
+    }
+  }
+  return info
+}
+
+function connectionTokens (connection: string | undefined): Set<string> | null {
+  if (connection === undefined) return null
+  const tokens = new Set<string>()
+  for (const t of connection.split(',')) {
+    const token = t.trim().toLowerCase()
+    if (token !== '' && token !== 'close' && token !== 'keep-alive') tokens.add(token)
+  }
+  return tokens.size === 0 ? null : tokens
+}
+
+export function checkVia (via: string | undefined, pseudonym: string): void {
+  if (via !== undefined && via.includes(pseudonym)) {
+    throw new LoopDetectedError(`request loop: this request already passed through this proxy (${pseudonym})`)
+  }
+}
+
+export function appendVia (via: string | undefined, viaEntry: string): string {
+  return via === undefined || via === '' ? viaEntry : `${via}, ${viaEntry}`
+}
+
+/** Merges the client's Cookie header with the jar's: the client's values win for the same name. */
+export function mergeCookieHeaders (client: string | undefined, jar: string): string | undefined {
+  if (client === undefined || client === '') return jar === '' ? undefined : jar
+  if (jar === '') return client
+  const own = new Set<string>()
+  for (const part of client.split(';')) {
+    const eq = part.indexOf('=')
+    own.add((eq === -1 ? '' : part.slice(0, eq)).trim())
+  }
+  let out = client
+  for (const part of jar.split('; ')) {
+    const eq = part.indexOf('=')
+    const name = eq === -1 ? '' : part.slice(0, eq)
+    if (!own.has(name)) out += '; ' + part
+  }
+  return out
+}
+
+/**
+ * Builds the upstream request's flat header list from the client's raw
+ * headers. `defaults` are added only where the client sent no header of that
+ * name.
+ */
+export function buildRequestHeaders (
+  raw: readonly string[],
+  info: RequestHeaderInfo,
+  defaults: readonly DefaultHeader[],
+  cookie: string | undefined,
+  authority: string,
+  via: string
+): string[] {
+  const dropped = connectionTokens(info.connection)
+  const out: string[] = []
+  let present: Set<string> | null = defaults.length > 0 ? new Set() : null
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    const lower = name.toLowerCase()
+    if (HOP_BY_HOP.has(lower) || REBUILT_REQUEST.has(lower) || (dropped !== null && dropped.has(lower))) continue
+    present?.add(lower)
+    out.push(name, raw[i + 1]!)
+  }
+  if (present !== null) {
+    for (const [lower, name, value] of defaults) {
+      if (!present.has(lower)) out.push(name, value)
+    }
+    present = null
+  }
+  if (cookie !== undefined) out.push('cookie', cookie)
+  out.push('host', authority, 'via', via)
+  return out
+}
+
+export interface ResponseHeaders {
+  headers: string[]
+  setCookies: string[] | null
+}
+
+/**
+ * Converts undici's raw response headers (Buffers) to a flat string list for
+ * writeHead, without hop-by-hop headers. Bytes are kept as latin1 so
+ * non-ASCII header values reach the client unchanged.
+ */
+export function buildResponseHeaders (raw: readonly Buffer[], viaEntry: string): ResponseHeaders {
+  let connection: string | undefined
+  let via: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i]!
+    if (key.length === 10 && key.toString('latin1').toLowerCase() === 'connection') {
+      connection = connection === undefined ? raw[i + 1]!.toString('latin1') : `${connection}, ${raw[i + 1]!.toString('latin1')}`
+    }
+  }
+  const dropped = connectionTokens(connection)
+  const headers: string[] = []
+  let setCookies: string[] | null = null
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1')
+    const lower = name.toLowerCase()
+    if (HOP_BY_HOP.has(lower) || (dropped !== null && dropped.has(lower))) continue
+    const value = raw[i + 1]!.toString('latin1')
+    if (lower === 'set-cookie') (setCookies ??= []).push(value)
+    else if (lower === 'via') { via = appendVia(via, value); continue }
+    headers.push(name, value)
+  }
+  headers.push('via', appendVia(via, viaEntry))
+  return { headers, setCookies }
+}

@@ -1,0 +1,187 @@
+/**
+ * Wires the process together. Fastify owns the lifecycle and the admin API;
+ * the http.Server is built in its serverFactory so that only origin-form
+ * requests reach Fastify's router. Absolute-form (proxied) requests go
+ * straight to the proxy handler: the router would match
+ * `GET http://evil/_session/...` on its path alone, and routing every
+ * proxied request costs about a fifth of the throughput.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import { isIP, type Socket } from 'node:net'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { Config } from './config/schema.js'
+import { adminRoutes } from './admin/routes.js'
+import { ConfigError, SessionProxyError } from './errors.js'
+import { readSecret } from './session/host-defaults.js'
+import { CookieJarStore } from './session/jar-files.js'
+import { ProfileRegistry } from './session/profiles.js'
+import { forwardRequest, type ProxyDeps, type ViaIdentity } from './proxy/forward.js'
+import { checkVia } from './proxy/headers.js'
+import { asProxyError, sendProxyError } from './proxy/respond.js'
+import { parseTarget } from './proxy/target.js'
+import { handleConnect } from './proxy/tunnel.js'
+import { UpstreamPool } from './proxy/upstream.js'
+import { ClientAllowlist, isLoopbackHost } from './net/allowlist.js'
+
+export interface SessionProxy {
+  readonly app: FastifyInstance
+  readonly config: Config
+  readonly profiles: ProfileRegistry
+  readonly pool: UpstreamPool
+  /** Resolves to the URL the proxy listens on. */
+  listen: () => Promise<string>
+  close: () => Promise<void>
+}
+
+export interface CreateOptions {
+  config: Config
+  log: Logger
+  version: string
+}
+
+function proxyUsers (config: Config): Map<string, string> | null {
+  if (config.proxyAuth === null) return null
+  const users = new Map<string, string>()
+  for (const [name, secret] of Object.entries(config.proxyAuth.users)) users.set(name, readSecret(secret, `proxyAuth.users.${name}`))
+  return users
+}
+
+/** No open proxy: beyond loopback the operator must say who may use it. */
+export function assertSafeBinding (config: Config): void {
+  if (isLoopbackHost(config.host)) return
+  if (config.proxyAuth === null && config.allowClients.length === 0) {
+    throw new ConfigError(`refusing to listen on ${config.host}: that is not a loopback address, and neither proxyAuth nor allowClients is configured, so anyone who can reach it could use this proxy and its sessions. Configure proxyAuth (users) or allowClients (IPs/CIDRs), or listen on 127.0.0.1.`)
+  }
+}
+
+export function createSessionProxy (opts: CreateOptions): SessionProxy {
+  const { config, log } = opts
+  assertSafeBinding(config)
+  const allowlist = config.allowClients.length > 0 ? new ClientAllowlist(config.allowClients) : null
+  const files = new CookieJarStore(config.dataDir!)
+  try {
+    files.init()
+  } catch (err) {
+    throw new ConfigError(`cannot use data directory ${config.dataDir}: ${(err as Error).message}`, { cause: err })
+  }
+  const profiles = new ProfileRegistry(config, files, log)
+  const pool = new UpstreamPool(config.pool, config.connectTo)
+  const pseudonym = `session-proxy-${randomBytes(4).toString('hex')}`
+  const via: ViaIdentity = { pseudonym, entry: `1.1 ${pseudonym}` }
+  const users = proxyUsers(config)
+  const deps: ProxyDeps = { pool, profiles, log, via, proxyUsers: users }
+  const upgradedSockets = new Set<Socket>()
+
+  const onProxyRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    let target
+    try {
+      target = parseTarget(req.url!)
+    } catch (err) {
+      sendProxyError(res, asProxyError(err))
+      return
+    }
+    forwardRequest(deps, req, res, target)
+  }
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    forceCloseConnections: true,
+    serverFactory: (fastifyHandler) => {
+      const server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
+        if (req.url!.charCodeAt(0) === 47 /* '/' */) {
+          // A proxied request that came back to us as origin-form is a loop.
+          const via = req.headers.via
+          if (via !== undefined) {
+            try { checkVia(via, pseudonym) } catch (err) { sendProxyError(res, asProxyError(err)); return }
+          }
+          if (users !== null && !adminAuthorized(req, users)) {
+            res.writeHead(401, { 'www-authenticate': 'Basic realm="session-proxy admin"', 'content-type': 'application/json' })
+            res.end(JSON.stringify({ error: 'SP_ADMIN_AUTH_REQUIRED', message: 'the admin API needs Basic credentials of a proxyAuth user' }))
+            return
+          }
+          fastifyHandler(req, res)
+        } else {
+          onProxyRequest(req, res)
+        }
+      })
+      server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+        upgradedSockets.add(socket)
+        socket.once('close', () => upgradedSockets.delete(socket))
+        handleConnect({ log, users, allowedPorts: [443, 8443] }, req, socket, head)
+      })
+      server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+        socket.end('HTTP/1.1 501 Not Implemented\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nsession-proxy: protocol upgrades are not supported yet\n')
+        void req
+      })
+      if (allowlist !== null) {
+        server.on('connection', (socket: Socket) => {
+          if (!allowlist.allows(socket.remoteAddress ?? '')) {
+            log.warn({ client: socket.remoteAddress }, 'connection refused: client not in allowClients')
+            socket.destroy()
+          }
+        })
+      }
+      return server
+    }
+  })
+
+  app.setErrorHandler((err, _req, reply) => {
+    const e = err as Error & { statusCode?: number, code?: string, validation?: unknown }
+    if (err instanceof SessionProxyError) {
+      void reply.code(err.statusCode).send({ error: err.code, message: err.message })
+    } else if (e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500)) {
+      void reply.code(e.statusCode ?? 400).send({ error: e.code ?? 'SP_BAD_REQUEST', message: e.message })
+    } else {
+      log.error({ err }, 'admin request failed')
+      void reply.code(500).send({ error: 'SP_INTERNAL', message: e.message })
+    }
+  })
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).type('text/plain; charset=utf-8').send(
+      req.url.startsWith('/_session')
+        ? `session-proxy: no admin route ${req.method} ${req.url}\n`
+        : 'session-proxy: this is an HTTP forward proxy. Send requests through it (curl -x http://127.0.0.1:8080 http://example.com/); the admin API is under /_session/.\n')
+  })
+  app.addHook('onResponse', async (req, reply) => {
+    log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'admin')
+  })
+  void app.register(adminRoutes, { profiles, version: opts.version, startedAt: Date.now() })
+
+  app.addHook('onClose', async () => {
+    for (const s of upgradedSockets) s.destroy()
+    await Promise.all([pool.close(), profiles.close()])
+  })
+
+  return {
+    app,
+    config,
+    profiles,
+    pool,
+    listen: async () => {
+      const address = await app.listen({ host: config.host, port: config.port })
+      void address
+      const a = app.server.address()
+      if (a === null || typeof a === 'string') return String(a)
+      const host = isIP(a.address) === 6 ? `[${a.address}]` : a.address
+      return `http://${host}:${a.port}`
+    },
+    close: async () => { await app.close() }
+  }
+}
+
+function adminAuthorized (req: IncomingMessage, users: ReadonlyMap<string, string>): boolean {
+  const remote = req.socket.remoteAddress ?? ''
+  if (isLoopbackHost(remote)) return true
+  const header = req.headers.authorization
+  if (header === undefined || !header.toLowerCase().startsWith('basic ')) return false
+  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8')
+  const colon = decoded.indexOf(':')
+  const expected = users.get(decoded.slice(0, colon))
+  if (colon === -1 || expected === undefined) return false
+  const a = Buffer.from(decoded.slice(colon + 1))
+  const b = Buffer.from(expected)
+  return a.length === b.length && timingSafeEqual(a, b)
+}

@@ -1,0 +1,103 @@
+/**
+ * Default headers and auth per upstream host (and per profile). Rules are
+ * resolved once per profile and authority, then cached: the hot path only
+ * looks up a ready list of headers to add where the client sent none.
+ */
+import { readFileSync } from 'node:fs'
+import { ConfigError } from '../errors.js'
+import type { AuthRule, HostRule, SecretRef } from '../config/schema.js'
+
+/** [lower-case name, name, value] */
+export type DefaultHeader = readonly [string, string, string]
+
+interface CompiledRule {
+  host: string
+  wildcard: 'none' | 'subdomains' | 'all'
+  port: number | null
+  headers: DefaultHeader[]
+}
+
+export function readSecret (ref: SecretRef, where: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (ref.value !== undefined) return ref.value
+  if (ref.env !== undefined) {
+    const v = env[ref.env]
+    if (v === undefined) throw new ConfigError(`${where}: environment variable ${ref.env} is not set`)
+    return v
+  }
+  if (ref.file !== undefined) {
+    try {
+      return readFileSync(ref.file, 'utf8').replace(/\r?\n$/, '')
+    } catch (err) {
+      throw new ConfigError(`${where}: cannot read secret file ${ref.file}: ${(err as Error).message}`)
+    }
+  }
+  throw new ConfigError(`${where}: give one of value, env or file`)
+}
+
+function authHeader (auth: AuthRule, where: string, env: NodeJS.ProcessEnv): string {
+  if (auth.type === 'basic') {
+    const password = readSecret(auth.password, `${where}.password`, env)
+    return 'Basic ' + Buffer.from(`${auth.username}:${password}`, 'utf8').toString('base64')
+  }
+  return 'Bearer ' + readSecret(auth.token, `${where}.token`, env)
+}
+
+function compile (rule: HostRule, where: string, env: NodeJS.ProcessEnv): CompiledRule {
+  let pattern = rule.match.toLowerCase()
+  let port: number | null = null
+  const portMatch = /:(\d+)$/.exec(pattern)
+  if (portMatch !== null && !pattern.endsWith(']')) {
+    port = Number(portMatch[1])
+    pattern = pattern.slice(0, portMatch.index)
+  }
+  const headers: DefaultHeader[] = []
+  for (const [name, value] of Object.entries(rule.headers ?? {})) {
+    if (/[\r\n\0]/.test(value)) throw new ConfigError(`${where}.headers.${name}: value contains a line break or NUL`)
+    headers.push([name.toLowerCase(), name, value])
+  }
+  if (rule.auth !== undefined && rule.auth !== null) headers.push(['authorization', 'Authorization', authHeader(rule.auth, `${where}.auth`, env)])
+  if (pattern === '*') return { host: '', wildcard: 'all', port, headers }
+  if (pattern.startsWith('*.')) return { host: pattern.slice(1), wildcard: 'subdomains', port, headers }
+  return { host: pattern, wildcard: 'none', port, headers }
+}
+
+function matches (rule: CompiledRule, host: string, port: number): boolean {
+  if (rule.port !== null && rule.port !== port) return false
+  switch (rule.wildcard) {
+    case 'all': return true
+    case 'subdomains': return host.endsWith(rule.host)
+    case 'none': return host === rule.host
+  }
+}
+
+export class HostDefaults {
+  private readonly rules: CompiledRule[]
+  private readonly cache = new Map<string, readonly DefaultHeader[]>()
+
+  /** Global rules first, then the profile's: a later rule wins for the same header. */
+  constructor (global: HostRule[], profile: HostRule[], profileName: string, env: NodeJS.ProcessEnv = process.env) {
+    this.rules = [
+      ...global.map((r, i) => compile(r, `hosts[${i}]`, env)),
+      ...profile.map((r, i) => compile(r, `profiles.${profileName}.hosts[${i}]`, env))
+    ]
+  }
+
+  get empty (): boolean {
+    return this.rules.length === 0
+  }
+
+  /** Headers to add for `host` (lower case) and `port`, keyed by the request's authority. */
+  forHost (authority: string, host: string, port: number): readonly DefaultHeader[] {
+    let found = this.cache.get(authority)
+    if (found !== undefined) return found
+    const byName = new Map<string, DefaultHeader>()
+    for (const rule of this.rules) {
+      if (!matches(rule, host, port)) continue
+      for (const h of rule.headers) byName.set(h[0], h)
+    }
+    found = [...byName.values()]
+    if (this.cache.size > 4096) this.cache.clear()
+    this.cache.set(authority, found)
+    return found
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * CookieJarStore: where each profile's jar lives on disk.
+ *
+ * One journal per profile, `<dataDir>/jars/<profile>.jsonl`, one JSON record
+ * per line: {"op":"set","cookie":{...}}, {"op":"delete","key":[domain,path,name]}
+ * or {"op":"clear"}. Loading replays the lines in order. A line that does not
+ * parse (a torn last write, a damaged disk, a hand edit) does not stop the
+ * start: the whole file is copied aside as `<file>.corrupt-<time>`, what is
+ * valid is loaded, and the problem is reported.
+ */
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { Cookie } from 'tough-cookie'
+import type { CookieChange } from './cookie-store.js'
+import { Journal } from './journal.js'
+
+export interface LoadProblem {
+  profile: string
+  file: string
+  keptAs: string
+  badLines: number[]
+  firstError: string
+}
+
+export interface LoadedJar {
+  cookies: Cookie[]
+  lines: number
+  problem: LoadProblem | null
+}
+
+type JournalRecord =
+  | { op: 'set', cookie: unknown }
+  | { op: 'delete', key: [string, string, string] }
+  | { op: 'clear' }
+
+function cookieId (domain: string | null, path: string | null, key: string): string {
+  return `${domain ?? ''}\u0000${path ?? ''}\u0000${key}`
+}
+
+export function changeToRecord (change: CookieChange): string {
+  switch (change.type) {
+    case 'set':
+      return JSON.stringify({ op: 'set', cookie: change.cookie.toJSON() })
+    case 'delete':
+      return JSON.stringify({ op: 'delete', key: [change.cookie.domain ?? '', change.cookie.path ?? '', change.cookie.key] })
+    case 'clear':
+      return '{"op":"clear"}'
+  }
+}
+
+export function snapshotOf (cookies: Iterable<Cookie>): string {
+  let out = ''
+  for (const c of cookies) out += JSON.stringify({ op: 'set', cookie: c.toJSON() }) + '\n'
+  return out
+}
+
+/** Replays journal text; returns the cookies it leaves and the lines it could not use. */
+export function replayJournal (text: string, now = Date.now()): { cookies: Cookie[], bad: Array<{ line: number, error: string }>, lines: number } {
+  const live = new Map<string, Cookie>()
+  const bad: Array<{ line: number, error: string }> = []
+  const rows = text.split('\n')
+  if (rows[rows.length - 1] === '') rows.pop()
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!
+    let record: JournalRecord
+    try {
+      record = JSON.parse(row) as JournalRecord
+    } catch (err) {
+      bad.push({ line: i + 1, error: `not JSON (${(err as Error).message})` })
+      continue
+    }
+    if (record?.op === 'set') {
+      const cookie = Cookie.fromJSON(record.cookie)
+      if (cookie === undefined || typeof cookie.key !== 'string' || cookie.domain == null || cookie.path == null) {
+        bad.push({ line: i + 1, error: 'not a valid cookie record' })
+        continue
+      }
+      live.set(cookieId(cookie.domain, cookie.path, cookie.key), cookie)
+    } else if (record?.op === 'delete' && Array.isArray(record.key) && record.key.length === 3) {
+      live.delete(cookieId(record.key[0], record.key[1], record.key[2]))
+    } else if (record?.op === 'clear') {
+      live.clear()
+    } else {
+      bad.push({ line: i + 1, error: 'unknown record' })
+    }
+  }
+  const cookies: Cookie[] = []
+  for (const c of live.values()) {
+    const expiry = c.expiryTime()
+    if (expiry === undefined || expiry > now) cookies.push(c)
+  }
+  return { cookies, bad, lines: rows.length }
+}
+
+export class CookieJarStore {
+  readonly dir: string
+
+  constructor (dataDir: string) {
+    this.dir = join(dataDir, 'jars')
+  }
+
+  /** Creates the directories, owner-only. Throws with the path when it cannot. */
+  init (): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 })
+    chmodSync(this.dir, 0o700)
+  }
+
+  fileOf (profile: string): string {
+    return join(this.dir, `${profile}.jsonl`)
+  }
+
+  /** Profiles that have a jar on disk. */
+  listProfiles (): string[] {
+    try {
+      return readdirSync(this.dir).filter((f) => f.endsWith('.jsonl')).map((f) => f.slice(0, -'.jsonl'.length))
+    } catch {
+      return []
+    }
+  }
+
+  /**
+   * Reads one profile's jar. Synchronous on purpose: it runs once per profile
+   * per process, before the profile's first request, and the file is small.
+   */
+  load (profile: string): LoadedJar {
+    const file = this.fileOf(profile)
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { cookies: [], lines: 0, problem: null }
+      throw err
+    }
+    if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600)
+    const { cookies, bad, lines } = replayJournal(text)
+    if (bad.length === 0) return { cookies, lines, problem: null }
+    const keptAs = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`
+    copyFileSync(file, keptAs)
+    chmodSync(keptAs, 0o600)
+    return {
+      cookies,
+      lines,
+      problem: {
+        profile,
+        file,
+        keptAs,
+        badLines: bad.slice(0, 20).map((b) => b.line),
+        firstError: bad[0]!.error
+      }
+    }
+  }
+
+  openJournal (profile: string, opts: { snapshot: () => string, liveRecords: () => number, onError: (err: Error, path: string) => void, existingLines: number, compactFirst: boolean }): Journal {
+    return new Journal({ path: this.fileOf(profile), ...opts })
+  }
+}

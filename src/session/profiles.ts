@@ -1,0 +1,123 @@
+/**
+ * Profiles: isolated sessions, each with its own jar, journal and host
+ * defaults. Loaded lazily on first use so start-up does not depend on how
+ * many profiles are on disk.
+ */
+import type { Logger } from 'pino'
+import { BadProfileError } from '../errors.js'
+import { PROFILE_NAME_PATTERN, type Config } from '../config/schema.js'
+import type { CookieChange } from './cookie-store.js'
+import { changeToRecord, snapshotOf, type CookieJarStore, type LoadProblem } from './jar-files.js'
+import type { Journal } from './journal.js'
+import { HostDefaults } from './host-defaults.js'
+import { SessionJar, type RejectedCookie } from './session-jar.js'
+
+const PROFILE_NAME = new RegExp(PROFILE_NAME_PATTERN)
+
+export function assertProfileName (name: string): void {
+  if (!PROFILE_NAME.test(name)) {
+    throw new BadProfileError(`invalid profile name ${JSON.stringify(name.length > 80 ? name.slice(0, 80) + '…' : name)}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`)
+  }
+}
+
+export interface ProfileHooks {
+  onCookieChange?: (profile: Profile, change: CookieChange) => void
+  onCookieRejected?: (profile: Profile, rejected: RejectedCookie) => void
+}
+
+export class Profile {
+  readonly name: string
+  readonly jar: SessionJar
+  readonly defaults: HostDefaults
+  readonly journal: Journal
+  /** The write that carries the latest change; awaited before a response is delivered. */
+  pendingWrite: Promise<void> | null = null
+
+  constructor (name: string, jar: SessionJar, defaults: HostDefaults, journal: Journal) {
+    this.name = name
+    this.jar = jar
+    this.defaults = defaults
+    this.journal = journal
+  }
+}
+
+export class ProfileRegistry {
+  readonly problems: LoadProblem[] = []
+  private readonly profiles = new Map<string, Profile>()
+  private readonly config: Config
+  private readonly files: CookieJarStore
+  private readonly log: Logger
+  private readonly hooks: ProfileHooks
+
+  constructor (config: Config, files: CookieJarStore, log: Logger, hooks: ProfileHooks = {}) {
+    this.config = config
+    this.files = files
+    this.log = log
+    this.hooks = hooks
+    // Fail at start-up, not at the first request, on a missing secret.
+    new HostDefaults(config.hosts, [], 'default')
+    for (const [name, p] of Object.entries(config.profiles)) new HostDefaults(config.hosts, p.hosts ?? [], name)
+  }
+
+  /** The profile, loading its jar from disk on first use. The name must be valid. */
+  get (name: string): Profile {
+    const existing = this.profiles.get(name)
+    if (existing !== undefined) return existing
+    assertProfileName(name)
+    return this.open(name)
+  }
+
+  /** A profile that exists in memory or on disk, without creating one. */
+  find (name: string): Profile | undefined {
+    assertProfileName(name)
+    const existing = this.profiles.get(name)
+    if (existing !== undefined) return existing
+    if (this.files.listProfiles().includes(name) || name in this.config.profiles) return this.open(name)
+    return undefined
+  }
+
+  names (): string[] {
+    const all = new Set<string>([...this.profiles.keys(), ...this.files.listProfiles(), ...Object.keys(this.config.profiles)])
+    return [...all].filter((n) => PROFILE_NAME.test(n)).sort()
+  }
+
+  loaded (): Iterable<Profile> {
+    return this.profiles.values()
+  }
+
+  async close (): Promise<void> {
+    await Promise.all([...this.profiles.values()].map(async (p) => await p.journal.close()))
+  }
+
+  private open (name: string): Profile {
+    const loaded = this.files.load(name)
+    if (loaded.problem !== null) {
+      this.problems.push(loaded.problem)
+      this.log.warn({ profile: name, file: loaded.problem.file, keptAs: loaded.problem.keptAs, badLines: loaded.problem.badLines, error: loaded.problem.firstError },
+        'cookie jar file was damaged: loaded the valid records, kept the original aside')
+    }
+    const jar = new SessionJar(this.config.jar)
+    jar.restore(loaded.cookies)
+    const journal = this.files.openJournal(name, {
+      snapshot: () => snapshotOf(jar.cookies()),
+      liveRecords: () => jar.size,
+      onError: (err, path) => this.log.error({ err, profile: name, path }, 'could not write cookie jar; will retry with a full rewrite on the next change'),
+      existingLines: loaded.lines,
+      compactFirst: loaded.problem !== null
+    })
+    const settings = this.config.profiles[name]
+    const profile = new Profile(name, jar, new HostDefaults(this.config.hosts, settings?.hosts ?? [], name), journal)
+    jar.onChange = (change) => {
+      // Expired cookies are dropped on load anyway; journaling them would
+      // only add writes to plain reads.
+      if (!(change.type === 'delete' && change.reason === 'expired')) {
+        profile.pendingWrite = journal.append(changeToRecord(change))
+      }
+      this.hooks.onCookieChange?.(profile, change)
+    }
+    jar.onReject = (rejected) => this.hooks.onCookieRejected?.(profile, rejected)
+    if (loaded.problem !== null) profile.pendingWrite = journal.requestCompaction()
+    this.profiles.set(name, profile)
+    return profile
+  }
+}
