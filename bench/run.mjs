@@ -92,7 +92,10 @@ const TARGETS = {
   startupMs: 500,
 };
 
-const log = (...a) => console.error('[bench]', ...a);
+const T0 = performance.now();
+/** A timeout for Promise.race that does not keep the process alive on its own. */
+const raceTimeout = (ms, value) => sleep(ms, value, { ref: false });
+const log = (...a) => console.error(`[bench +${((performance.now() - T0) / 1000).toFixed(1)}s]`, ...a);
 
 // ---------------------------------------------------------------- children & cleanup
 
@@ -188,13 +191,13 @@ async function stopChild(rec, { signal = 'SIGTERM', group = true, timeoutMs = 50
   } catch {
     /* gone */
   }
-  const timer = sleep(timeoutMs, 'timeout');
+  const timer = raceTimeout(timeoutMs, 'timeout');
   const r = await Promise.race([rec.exitPromise, timer]);
   rec.stopMs = performance.now() - t0;
   if (r === 'timeout') {
     rec.killedHard = true;
     killGroup(rec, 'SIGKILL');
-    await Promise.race([rec.exitPromise, sleep(3000)]);
+    await Promise.race([rec.exitPromise, raceTimeout(3000)]);
   }
   return rec;
 }
@@ -594,7 +597,7 @@ async function startSessionProxy(tmpRoot) {
   const r = await Promise.race([
     sp.listening,
     sp.rec.exitPromise.then(() => 'exited'),
-    sleep(20000, 'timeout'),
+    raceTimeout(20000, 'timeout'),
   ]);
   if (r === 'exited' || r === 'timeout') {
     const why = r === 'exited' ? 'exited before printing the listening line' : 'no "listening" line on stdout within 20 s';
@@ -641,7 +644,7 @@ async function measureStartup(up, tmpRoot) {
       await sleep(1);
     }
     if (firstOkMs === null) throw new Error(`session-proxy start-up: no 200 through the proxy within 20 s (last: ${lastErr})`);
-    const l = await Promise.race([sp.listening, sleep(2000, null)]);
+    const l = await Promise.race([sp.listening, raceTimeout(2000, null)]);
     return { first_response_ms: round(firstOkMs, 1), listening_line_ms: l ? round(l.ms, 1) : null, attempts };
   } finally {
     sp.stop = await stopSessionProxy(sp);
@@ -799,7 +802,7 @@ let WRK_BIN = null;
 async function execWrk(args, durationS) {
   const rec = startChild('wrk', WRK_BIN, args);
   rec.keepStdout = true;
-  const r = await Promise.race([rec.exitPromise, sleep((durationS + 30) * 1000, 'timeout')]);
+  const r = await Promise.race([rec.exitPromise, raceTimeout((durationS + 30) * 1000, 'timeout')]);
   if (r === 'timeout') {
     await stopChild(rec, { signal: 'SIGKILL' });
     throw new Error(`wrk did not finish in ${durationS + 30} s`);
