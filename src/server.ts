@@ -30,6 +30,7 @@ export interface SessionProxy {
   readonly config: Config
   readonly profiles: ProfileRegistry
   readonly pool: UpstreamPool
+  readonly deps: ProxyDeps
   /** Resolves to the URL the proxy listens on. */
   listen: () => Promise<string>
   close: () => Promise<void>
@@ -71,7 +72,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
   const pseudonym = `session-proxy-${randomBytes(4).toString('hex')}`
   const via: ViaIdentity = { pseudonym, entry: `1.1 ${pseudonym}` }
   const users = proxyUsers(config)
-  const deps: ProxyDeps = { pool, profiles, log, via, proxyUsers: users }
+  const deps: ProxyDeps = { pool, profiles, log, via, proxyUsers: users, observers: [] }
   const upgradedSockets = new Set<Socket>()
 
   const onProxyRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -160,6 +161,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     config,
     profiles,
     pool,
+    deps,
     listen: async () => {
       const address = await app.listen({ host: config.host, port: config.port })
       void address

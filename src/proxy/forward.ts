@@ -10,6 +10,7 @@
  * The raw form is both faster and what keeps header bytes unchanged.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { SessionProxyError } from '../errors.js'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { Profile, ProfileRegistry } from '../session/profiles.js'
@@ -28,6 +29,34 @@ export interface ViaIdentity {
   entry: string
 }
 
+/**
+ * What one proxied exchange looks like to observers (events, capture,
+ * metrics). Observers see it; only the forward path changes it.
+ */
+export interface Exchange {
+  /** Unique per process, so events can point at the request that caused them. */
+  readonly id: number
+  readonly method: string
+  readonly target: Target
+  readonly profile: Profile
+  readonly started: number
+  readonly startedAt: number
+  /** The headers sent upstream (flat name/value list). */
+  requestHeaders: string[]
+  status: number
+  /** The headers sent to the client (flat name/value list). */
+  responseHeaders: string[] | null
+  responseBytes: number
+  error: SessionProxyError | null
+}
+
+export interface ExchangeObserver {
+  onResponseHead?: (x: Exchange) => void
+  onResponseData?: (x: Exchange, chunk: Buffer) => void
+  /** Called once per exchange, after success or failure. */
+  onDone?: (x: Exchange) => void
+}
+
 export interface ProxyDeps {
   pool: UpstreamPool
   profiles: ProfileRegistry
@@ -35,7 +64,11 @@ export interface ProxyDeps {
   via: ViaIdentity
   /** proxyAuth users (name to password), or null when auth is off. */
   proxyUsers: ReadonlyMap<string, string> | null
+  /** Empty on the fast path; each observer costs only when present. */
+  observers: ExchangeObserver[]
 }
+
+let nextExchangeId = 1
 
 const NO_DEFAULTS: readonly DefaultHeader[] = []
 
@@ -56,9 +89,21 @@ export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: Serv
   const cookie = mergeCookieHeaders(info.cookie, profile.jar.cookieHeader(target.cookieUrl, target.cookieUrl))
   const defaults = profile.defaults.empty ? NO_DEFAULTS : profile.defaults.forHost(target.authority, target.host, target.port)
   const headers = buildRequestHeaders(raw, info, defaults, cookie, target.authority, appendVia(info.via, deps.via.entry))
-  const handler = new ForwardHandler(deps, req, res, target, profile, started)
-  deps.pool.agent.dispatch({
-    origin: deps.pool.originFor(target),
+  const exchange: Exchange = {
+    id: nextExchangeId++,
+    method: req.method!,
+    target,
+    profile,
+    started,
+    startedAt: Date.now(),
+    requestHeaders: headers,
+    status: 0,
+    responseHeaders: null,
+    responseBytes: 0,
+    error: null
+  }
+  const handler = new ForwardHandler(deps, res, exchange)
+  deps.pool.dispatch(target, {
     path: target.path,
     method: req.method!,
     headers,
@@ -72,22 +117,21 @@ function msSince (started: number): number {
 
 class ForwardHandler {
   private readonly deps: ProxyDeps
-  private readonly req: IncomingMessage
   private readonly res: ServerResponse
+  private readonly x: Exchange
   private readonly target: Target
   private readonly profile: Profile
-  private readonly started: number
+  private readonly observed: boolean
   private abort: ((err?: Error) => void) | null = null
   private finished = false
-  private status = 0
 
-  constructor (deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, target: Target, profile: Profile, started: number) {
+  constructor (deps: ProxyDeps, res: ServerResponse, exchange: Exchange) {
     this.deps = deps
-    this.req = req
     this.res = res
-    this.target = target
-    this.profile = profile
-    this.started = started
+    this.x = exchange
+    this.target = exchange.target
+    this.profile = exchange.profile
+    this.observed = deps.observers.length > 0
   }
 
   onConnect (abort: (err?: Error) => void): void {
@@ -109,25 +153,33 @@ class ForwardHandler {
       if (statusCode === 103) this.forwardEarlyHints(rawHeaders)
       return true
     }
-    this.status = statusCode
+    this.x.status = statusCode
     const { headers, setCookies } = buildResponseHeaders(rawHeaders, this.deps.via.entry)
+    this.x.responseHeaders = headers
     this.res.on('drain', resume)
-    if (setCookies !== null && this.profile.jar.capture(setCookies, this.target.cookieUrl) && this.profile.pendingWrite !== null) {
+    if (setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.x.id) && this.profile.pendingWrite !== null) {
       // The response is held until the journal write carrying its cookie
       // changes has reached the OS: once the client has the response, a
       // kill -9 cannot lose what it set. Unchanged cookies never wait.
       this.profile.pendingWrite.then(() => {
         if (this.finished) return
-        this.res.writeHead(statusCode, statusText || undefined, headers)
+        this.writeHead(statusCode, statusText, headers)
         resume()
       }, () => {})
       return false
     }
-    this.res.writeHead(statusCode, statusText || undefined, headers)
+    this.writeHead(statusCode, statusText, headers)
     return true
   }
 
+  private writeHead (statusCode: number, statusText: string, headers: string[]): void {
+    this.res.writeHead(statusCode, statusText || undefined, headers)
+    if (this.observed) for (const o of this.deps.observers) o.onResponseHead?.(this.x)
+  }
+
   onData (chunk: Buffer): boolean {
+    this.x.responseBytes += chunk.length
+    if (this.observed) for (const o of this.deps.observers) o.onResponseData?.(this.x, chunk)
     return this.res.write(chunk)
   }
 
@@ -144,7 +196,8 @@ class ForwardHandler {
     this.finished = true
     this.res.off('close', this.onClientClose)
     const mapped = mapUpstreamError(err, this.target.authority)
-    this.status = mapped.statusCode
+    this.x.status = mapped.statusCode
+    this.x.error = mapped
     if (this.res.headersSent) {
       // Too late for an error page: cut the connection so the client sees a
       // truncated body rather than a silently short one.
@@ -165,12 +218,14 @@ class ForwardHandler {
 
   private logDone (error: string | undefined, message?: string): void {
     const log = this.deps.log
+    const x = this.x
     if (error === undefined) {
       if (log.isLevelEnabled('info')) {
-        log.info({ method: this.req.method, host: this.target.authority, status: this.status, ms: msSince(this.started), profile: this.profile.name }, 'proxied')
+        log.info({ req: x.id, method: x.method, host: this.target.authority, status: x.status, ms: msSince(x.started), profile: this.profile.name }, 'proxied')
       }
     } else {
-      log.info({ method: this.req.method, host: this.target.authority, status: this.status, ms: msSince(this.started), profile: this.profile.name, error, detail: message }, 'proxy error')
+      log.info({ req: x.id, method: x.method, host: this.target.authority, status: x.status, ms: msSince(x.started), profile: this.profile.name, error, detail: message }, 'proxy error')
     }
+    if (this.observed) for (const o of this.deps.observers) o.onDone?.(x)
   }
 }

@@ -3,7 +3,7 @@
  * --connect-to routing: the jar and Host header keep the requested
  * HOST:PORT, only the TCP connection goes to HOST2:PORT2.
  */
-import { Agent } from 'undici'
+import { Agent, type Dispatcher } from 'undici'
 import { ConfigError } from '../errors.js'
 import type { PoolConfig } from '../config/schema.js'
 import type { Target } from './target.js'
@@ -75,6 +75,11 @@ export class UpstreamPool {
       this.origins.set(key, origin)
     }
     return origin
+  }
+
+  /** Sends one request for `target`; `opts.origin` is filled in here. */
+  dispatch (target: Target, opts: Omit<Dispatcher.DispatchOptions, 'origin'>, handler: Dispatcher.DispatchHandler): void {
+    this.agent.dispatch({ ...opts, origin: this.originFor(target) }, handler)
   }
 
   /** Where a host:port actually connects, for error messages and logs. */

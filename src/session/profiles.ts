@@ -21,8 +21,9 @@ export function assertProfileName (name: string): void {
 }
 
 export interface ProfileHooks {
-  onCookieChange?: (profile: Profile, change: CookieChange) => void
-  onCookieRejected?: (profile: Profile, rejected: RejectedCookie) => void
+  /** `requestId` is the exchange whose response caused the change, or null (admin, expiry). */
+  onCookieChange?: (profile: Profile, change: CookieChange, requestId: number | null) => void
+  onCookieRejected?: (profile: Profile, rejected: RejectedCookie, requestId: number | null) => void
 }
 
 export class Profile {
@@ -32,12 +33,24 @@ export class Profile {
   readonly journal: Journal
   /** The write that carries the latest change; awaited before a response is delivered. */
   pendingWrite: Promise<void> | null = null
+  /** The exchange whose Set-Cookie lines are being stored right now. */
+  activeRequestId: number | null = null
 
   constructor (name: string, jar: SessionJar, defaults: HostDefaults, journal: Journal) {
     this.name = name
     this.jar = jar
     this.defaults = defaults
     this.journal = journal
+  }
+
+  /** Stores Set-Cookie lines from a response of exchange `requestId`; true when the jar changed. */
+  capture (setCookies: readonly string[], url: string, requestId: number): boolean {
+    this.activeRequestId = requestId
+    try {
+      return this.jar.capture(setCookies, url)
+    } finally {
+      this.activeRequestId = null
+    }
   }
 }
 
@@ -47,13 +60,13 @@ export class ProfileRegistry {
   private readonly config: Config
   private readonly files: CookieJarStore
   private readonly log: Logger
-  private readonly hooks: ProfileHooks
+  /** Set by observers (events) before traffic starts. */
+  readonly hooks: ProfileHooks = {}
 
-  constructor (config: Config, files: CookieJarStore, log: Logger, hooks: ProfileHooks = {}) {
+  constructor (config: Config, files: CookieJarStore, log: Logger) {
     this.config = config
     this.files = files
     this.log = log
-    this.hooks = hooks
     // Fail at start-up, not at the first request, on a missing secret.
     new HostDefaults(config.hosts, [], 'default')
     for (const [name, p] of Object.entries(config.profiles)) new HostDefaults(config.hosts, p.hosts ?? [], name)
@@ -113,9 +126,9 @@ export class ProfileRegistry {
       if (!(change.type === 'delete' && change.reason === 'expired')) {
         profile.pendingWrite = journal.append(changeToRecord(change))
       }
-      this.hooks.onCookieChange?.(profile, change)
+      this.hooks.onCookieChange?.(profile, change, profile.activeRequestId)
     }
-    jar.onReject = (rejected) => this.hooks.onCookieRejected?.(profile, rejected)
+    jar.onReject = (rejected) => this.hooks.onCookieRejected?.(profile, rejected, profile.activeRequestId)
     if (loaded.problem !== null) profile.pendingWrite = journal.requestCompaction()
     this.profiles.set(name, profile)
     return profile
