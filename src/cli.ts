@@ -103,7 +103,10 @@ async function main (argv: string[]): Promise<void> {
     const e = err as NodeJS.ErrnoException
     fail(e.code === 'EADDRINUSE' ? `cannot listen on ${config.host}:${config.port}: the address is already in use (choose another with --port)` : `cannot listen on ${config.host}:${config.port}: ${e.message}`)
   }
-  log.info({ url, dataDir: config.dataDir, config: sources, version: VERSION }, 'listening')
+  // The address line is printed at every level but silent: scripts (and
+  // --port 0 users) need it even with --log-level warn.
+  const startLog = log.isLevelEnabled('info') || log.level === 'silent' ? log : log.child({}, { level: 'info' })
+  startLog.info({ url, dataDir: config.dataDir, config: sources, version: VERSION }, 'listening')
 
   let stopping = false
   const stop = (signal: string): void => {

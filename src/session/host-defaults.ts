@@ -15,6 +15,21 @@ interface CompiledRule {
   wildcard: 'none' | 'subdomains' | 'all'
   port: number | null
   headers: DefaultHeader[]
+  /** Where the rule is configured (`hosts[0]`, `profiles.alice.hosts[1]`) and its pattern: for explain. */
+  where: string
+  match: string
+  auth: { type: AuthRule['type'], username: string | null } | null
+}
+
+/** One default header of a matching rule, with where it comes from (values of auth redacted). */
+export interface DefaultHeaderSource {
+  name: string
+  value: string
+  rule: string
+  match: string
+  auth: boolean
+  /** The later rule whose value for the same header wins, or null when this one is sent. */
+  overriddenBy: string | null
 }
 
 export function readSecret (ref: SecretRef, where: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -56,9 +71,10 @@ function compile (rule: HostRule, where: string, env: NodeJS.ProcessEnv): Compil
     headers.push([name.toLowerCase(), name, value])
   }
   if (rule.auth !== undefined && rule.auth !== null) headers.push(['authorization', 'Authorization', authHeader(rule.auth, `${where}.auth`, env)])
-  if (pattern === '*') return { host: '', wildcard: 'all', port, headers }
-  if (pattern.startsWith('*.')) return { host: pattern.slice(1), wildcard: 'subdomains', port, headers }
-  return { host: pattern, wildcard: 'none', port, headers }
+  const about = { where, match: rule.match, auth: rule.auth == null ? null : { type: rule.auth.type, username: rule.auth.type === 'basic' ? rule.auth.username : null } }
+  if (pattern === '*') return { host: '', wildcard: 'all', port, headers, ...about }
+  if (pattern.startsWith('*.')) return { host: pattern.slice(1), wildcard: 'subdomains', port, headers, ...about }
+  return { host: pattern, wildcard: 'none', port, headers, ...about }
 }
 
 function matches (rule: CompiledRule, host: string, port: number): boolean {
@@ -99,5 +115,26 @@ export class HostDefaults {
     if (this.cache.size > 4096) this.cache.clear()
     this.cache.set(authority, found)
     return found
+  }
+
+  /** Every default header of the rules matching `host`/`port`, in rule order, for explain (not the hot path). */
+  describe (host: string, port: number): DefaultHeaderSource[] {
+    const out: DefaultHeaderSource[] = []
+    const byName = new Map<string, DefaultHeaderSource>()
+    for (const rule of this.rules) {
+      if (!matches(rule, host, port)) continue
+      for (const [lower, name, value] of rule.headers) {
+        const auth = lower === 'authorization' && rule.auth !== null
+        const shown = auth
+          ? `${rule.auth!.type === 'basic' ? 'Basic' : 'Bearer'} <redacted>${rule.auth!.username !== null ? ` (user ${rule.auth!.username})` : ''}`
+          : lower === 'authorization' || lower === 'cookie' ? '<redacted>' : value
+        const src: DefaultHeaderSource = { name, value: shown, rule: rule.where, match: rule.match, auth, overriddenBy: null }
+        const earlier = byName.get(lower)
+        if (earlier !== undefined) earlier.overriddenBy = rule.where
+        byName.set(lower, src)
+        out.push(src)
+      }
+    }
+    return out
   }
 }

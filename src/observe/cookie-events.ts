@@ -1,0 +1,178 @@
+/**
+ * Turns jar changes (ProfileRegistry.hooks) into session events: cookie
+ * set/changed/deleted/expired/evicted/rejected, and session.rotated when a
+ * session cookie's value changes, flagged as fixation protection when it
+ * happens during a login run or shortly after one succeeded.
+ */
+import { createHash } from 'node:crypto'
+import type { Cookie } from 'tough-cookie'
+import type { CookieChange } from '../session/cookie-store.js'
+import type { Profile, ProfileRegistry } from '../session/profiles.js'
+import type { RejectedCookie } from '../session/session-jar.js'
+import type { CookieRef, SessionEvent } from './event-types.js'
+import type { SessionEvents } from './events.js'
+import { classifyRejection, rejectedCookieName } from './reject-reason.js'
+
+export function valueHash (value: string): string {
+  return createHash('sha256').update(value).digest('hex').slice(0, 12)
+}
+
+/** A session cookie going from empty to a value is a first session, not a rotation. */
+const EMPTY_HASH = valueHash('')
+
+export function cookieRef (c: Cookie): CookieRef {
+  const expiry = c.expiryTime()
+  return {
+    name: c.key,
+    domain: c.domain ?? '',
+    path: c.path ?? '/',
+    valueHash: valueHash(c.value),
+    expires: expiry === undefined || !Number.isFinite(expiry) ? null : new Date(expiry).toISOString(),
+    secure: c.secure,
+    httpOnly: c.httpOnly,
+    hostOnly: c.hostOnly === true,
+    sameSite: c.sameSite ?? null
+  }
+}
+
+function changedAttributes (a: CookieRef, b: CookieRef): string[] {
+  const out: string[] = []
+  for (const k of ['valueHash', 'expires', 'secure', 'httpOnly', 'hostOnly', 'sameSite'] as const) {
+    if (a[k] !== b[k]) out.push(k === 'valueHash' ? 'value' : k)
+  }
+  return out
+}
+
+interface LoginState {
+  /** seq of the login.started of a run still going, or null. */
+  running: number | null
+  /** seq and time of the last login.succeeded. */
+  succeeded: { seq: number, at: number } | null
+  /** The last session cookie a server deleted, to see delete-then-set as one rotation. */
+  deleted: { key: string, hash: string, requestId: number | null } | null
+}
+
+export class CookieEventWiring {
+  private readonly events: SessionEvents
+  private readonly sessionNames: Set<string>
+  private readonly state = new Map<string, LoginState>()
+
+  constructor (events: SessionEvents) {
+    this.events = events
+    this.sessionNames = new Set(events.config.sessionCookies.map((n) => n.toLowerCase()))
+    events.subscribe(null, (e) => this.onEvent(e))
+  }
+
+  /** Chains onto hooks already set, so other observers keep theirs. */
+  install (profiles: ProfileRegistry): void {
+    const prevChange = profiles.hooks.onCookieChange
+    const prevReject = profiles.hooks.onCookieRejected
+    profiles.hooks.onCookieChange = (profile, change, requestId) => {
+      prevChange?.(profile, change, requestId)
+      this.onChange(profile, change, requestId)
+    }
+    profiles.hooks.onCookieRejected = (profile, rejected, requestId) => {
+      prevReject?.(profile, rejected, requestId)
+      this.onRejected(profile, rejected, requestId)
+    }
+  }
+
+  onChange (profile: Profile, change: CookieChange, requestId: number | null): void {
+    const name = profile.name
+    if (change.type === 'clear') {
+      this.events.record(name, { type: 'jar.cleared', requestId })
+      return
+    }
+    const cookie = cookieRef(change.cookie)
+    if (change.type === 'set') {
+      if (change.previous === undefined) {
+        this.events.record(name, { type: 'cookie.set', requestId, cookie })
+        const d = this.loginState(name).deleted
+        if (d !== null && d.requestId === requestId && d.key === keyOf(cookie) && d.hash !== cookie.valueHash) this.rotated(name, cookie, d.hash, requestId)
+      } else {
+        const previous = cookieRef(change.previous)
+        this.events.record(name, { type: 'cookie.changed', requestId, cookie, previous, changed: changedAttributes(previous, cookie) })
+        if (previous.valueHash !== cookie.valueHash && previous.valueHash !== EMPTY_HASH) this.rotated(name, cookie, previous.valueHash, requestId)
+      }
+      return
+    }
+    switch (change.reason) {
+      case 'evicted':
+        this.events.record(name, { type: 'cookie.evicted', requestId, cookie })
+        break
+      case 'removed':
+        this.events.record(name, { type: 'cookie.deleted', requestId, cookie, by: 'admin' })
+        break
+      case 'expired':
+        // The store reports a Set-Cookie with a past expiry as 'expired' too;
+        // during a response's capture it is the server deleting the cookie.
+        if (requestId !== null) {
+          this.events.record(name, { type: 'cookie.deleted', requestId, cookie, by: 'server' })
+          if (this.isSessionCookie(cookie.name)) this.loginState(name).deleted = { key: keyOf(cookie), hash: cookie.valueHash, requestId }
+        } else {
+          this.events.record(name, { type: 'cookie.expired', requestId, cookie })
+        }
+        break
+    }
+  }
+
+  onRejected (profile: Profile, rejected: RejectedCookie, requestId: number | null): void {
+    this.events.record(profile.name, {
+      type: 'cookie.rejected',
+      requestId,
+      name: rejectedCookieName(rejected.setCookie),
+      url: rejected.url,
+      reason: classifyRejection(rejected.reason),
+      message: rejected.reason
+    })
+  }
+
+  private isSessionCookie (name: string): boolean {
+    return this.sessionNames.has(name.toLowerCase())
+  }
+
+  private rotated (profile: string, cookie: CookieRef, from: string, requestId: number | null): void {
+    if (!this.isSessionCookie(cookie.name)) return
+    const s = this.loginState(profile)
+    let loginSeq: number | null = null
+    if (s.running !== null) loginSeq = s.running
+    else if (s.succeeded !== null && Date.now() - s.succeeded.at <= this.events.config.fixationWindowMs) loginSeq = s.succeeded.seq
+    s.deleted = null
+    this.events.record(profile, {
+      type: 'session.rotated',
+      requestId,
+      name: cookie.name,
+      domain: cookie.domain,
+      path: cookie.path,
+      from,
+      to: cookie.valueHash,
+      fixation: loginSeq !== null,
+      loginSeq
+    })
+  }
+
+  private onEvent (e: SessionEvent): void {
+    if (e.type === 'login.started') {
+      this.loginState(e.profile).running = e.seq
+    } else if (e.type === 'login.succeeded') {
+      const s = this.loginState(e.profile)
+      s.running = null
+      s.succeeded = { seq: e.seq, at: Date.now() }
+    } else if (e.type === 'login.failed') {
+      this.loginState(e.profile).running = null
+    }
+  }
+
+  private loginState (profile: string): LoginState {
+    let s = this.state.get(profile)
+    if (s === undefined) {
+      s = { running: null, succeeded: null, deleted: null }
+      this.state.set(profile, s)
+    }
+    return s
+  }
+}
+
+function keyOf (c: CookieRef): string {
+  return `${c.domain};${c.path};${c.name}`
+}
