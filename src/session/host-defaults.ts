@@ -36,7 +36,7 @@ export function readSecret (ref: SecretRef, where: string, env: NodeJS.ProcessEn
   if (ref.value !== undefined) return ref.value
   if (ref.env !== undefined) {
     const v = env[ref.env]
-    if (v === undefined) throw new ConfigError(`${where}: environment variable ${ref.env} is not set`)
+    if (v === undefined || v === '') throw new ConfigError(`${where}: environment variable ${ref.env} is ${v === undefined ? 'not set' : 'empty'}`)
     return v
   }
   if (ref.file !== undefined) {

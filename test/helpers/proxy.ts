@@ -29,7 +29,8 @@ export interface StartOptions {
   config?: Record<string, unknown>
   env?: NodeJS.ProcessEnv
   dataDir?: string
-  logLevel?: string
+  /** null: pass no --log-level flag. */
+  logLevel?: string | null
 }
 
 export function tempDir (prefix = 'sp-test-'): string {
@@ -38,7 +39,7 @@ export function tempDir (prefix = 'sp-test-'): string {
 
 export async function startProxy (opts: StartOptions = {}): Promise<ProxyProcess> {
   const dataDir = opts.dataDir ?? tempDir()
-  const args = [CLI, '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, '--log-level', opts.logLevel ?? 'info', ...(opts.args ?? [])]
+  const args = [CLI, '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, ...(opts.logLevel === null ? [] : ['--log-level', opts.logLevel ?? 'info']), ...(opts.args ?? [])]
   if (opts.config !== undefined) {
     const file = join(tempDir('sp-config-'), 'config.json')
     writeFileSync(file, JSON.stringify(opts.config))
