@@ -103,6 +103,8 @@ const log = (...a) => console.error(`[bench +${((performance.now() - T0) / 1000)
 const children = new Set();
 /** @type {Set<string>} */
 const tempDirs = new Set();
+/** set once cleanup begins: no new children or temp dirs after that */
+let cleanedUp = false;
 
 function pushTail(arr, line, max = 60) {
   arr.push(line.length > 2000 ? line.slice(0, 2000) + '…' : line);
@@ -114,6 +116,7 @@ function pushTail(arr, line, max = 60) {
  * draining stdout/stderr line by line (keeping a tail for diagnostics).
  */
 function startChild(name, cmd, args, { env = process.env, cwd = ROOT, onLine } = {}) {
+  if (cleanedUp) throw new Error(`not starting ${name}: the run is being stopped`);
   const proc = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const rec = {
     name,
@@ -211,7 +214,6 @@ function describeChild(rec) {
   return parts.join('; ');
 }
 
-let cleanedUp = false;
 async function cleanup() {
   if (cleanedUp) return;
   cleanedUp = true;
@@ -223,7 +225,6 @@ async function cleanup() {
       /* ignore */
     }
   }
-  tempDirs.clear();
 }
 
 // Last resort (also runs after process.exit()): synchronous kill + rm.
@@ -251,6 +252,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 
 function makeTempDir(prefix) {
+  if (cleanedUp) throw new Error('not creating a temp dir: the run is being stopped');
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `session-proxy-bench-${prefix}-`));
   tempDirs.add(d);
   return d;
@@ -566,6 +568,7 @@ async function startUpstream() {
 
 let spCount = 0;
 function spawnSessionProxy({ port = 0, tmpRoot }) {
+  if (cleanedUp) throw new Error('not starting session-proxy: the run is being stopped');
   const dataDir = path.join(tmpRoot, `data-${++spCount}`);
   fs.mkdirSync(dataDir, { recursive: true });
   const args = [PROXY_BIN, '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, '--log-level', 'warn'];
@@ -645,9 +648,11 @@ async function measureStartup(up, tmpRoot) {
     }
     if (firstOkMs === null) throw new Error(`session-proxy start-up: no 200 through the proxy within 20 s (last: ${lastErr})`);
     const l = await Promise.race([sp.listening, raceTimeout(2000, null)]);
-    return { first_response_ms: round(firstOkMs, 1), listening_line_ms: l ? round(l.ms, 1) : null, attempts };
+    const stop = await stopSessionProxy(sp);
+    if (!stop.clean) check('start-up: SIGTERM stops the proxy cleanly', false, JSON.stringify(stop));
+    return { first_response_ms: round(firstOkMs, 1), listening_line_ms: l ? round(l.ms, 1) : null, attempts, stop };
   } finally {
-    sp.stop = await stopSessionProxy(sp);
+    if (!sp.rec.exited) await stopSessionProxy(sp);
   }
 }
 
@@ -1225,6 +1230,7 @@ async function main() {
   target('startup', `start-up (spawn -> first proxied 200) < ${TARGETS.startupMs} ms (median)`, R.startup_median_ms, R.startup_median_ms < TARGETS.startupMs, 'ms');
 
   result.finished_at = new Date().toISOString();
+  result.machine.loadavg_at_end = os.loadavg().map((x) => round(x, 2));
 
   // ------------------------------------------------------------ print
   console.log('');
@@ -1232,11 +1238,27 @@ async function main() {
     `session-proxy benchmark${SMOKE ? ' (SMOKE)' : ''} — ${result.machine.cpu_model}, ${result.machine.nproc} cpus, ${result.machine.total_mem_mb} MB, node ${process.version}, upstream ${up.kind}`,
   );
   console.log(`wrk ${DURATION_S}s per run (${WARMUP_S}s warm-up); c32 = -t2 -c32, c1 = -t1 -c1; non2xx = wrk status errors (>= 400)`);
+  const load1 = result.machine.loadavg_at_start[0];
+  if (load1 > result.machine.nproc / 2) {
+    console.log(`NOTE: 1-min load average was ${load1} at start (${result.machine.nproc} cpus): other work was running, numbers are noisy`);
+  }
   console.log('');
   printTable(scenarios);
   for (const s of scenarios) {
     if (s.status === 'skipped') console.log(`  ${s.name}: skipped — ${s.reason.split('\n')[0]}`);
     if (s.status === 'error') console.log(`  ${s.name}: ERROR — ${s.error.split('\n')[0]}`);
+    if (s.status !== 'ok') continue;
+    for (const c of CONNS) {
+      const r = s.runs[c.key];
+      if (!r.errors) continue;
+      const d = r.error_detail;
+      console.log(
+        `  ${s.name} c${r.connections} errors: connect ${d.connect}, read ${d.read}, write ${d.write}, timeout ${d.timeout}` +
+          (s.name === 'tinyproxy' && d.read && !d.connect && !d.write && !d.timeout
+            ? ' (tinyproxy closes the client connection after each response, no keep-alive; wrk counts each close as a read error and reconnects)'
+            : ''),
+      );
+    }
   }
   console.log('');
   console.log('ratios');

@@ -8,7 +8,10 @@ import { parseArgs } from 'node:util'
 import { loadConfig, parsePort } from './config/load.js'
 import { ConfigError } from './errors.js'
 import { createLogger } from './log.js'
+import { runExplain } from './commands/explain.js'
 import { createSessionProxy } from './server.js'
+import { CertificateAuthority } from './proxy/tls/ca.js'
+import { join } from 'node:path'
 import { VERSION } from './version.js'
 
 const HELP = `session-proxy ${VERSION}: an HTTP forward proxy that keeps a browser-like session
@@ -25,12 +28,29 @@ Options (environment variable in brackets; config-file key after it):
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent [SESSION_PROXY_LOG_LEVEL] logLevel
   --connect-to H:P:H2:P2   connect to H2:P2 for requests to H:P, as curl does; repeatable
                            [SESSION_PROXY_CONNECT_TO, comma-separated] connectTo
+  --reverse URL            reverse (sidecar) mode: plain requests outside /_session/ go to URL
+                           [SESSION_PROXY_REVERSE] reverse
+  --upstream-proxy URL     send upstream traffic through this HTTP proxy (http://user:pw@host:port)
+                           [SESSION_PROXY_UPSTREAM_PROXY; else HTTPS_PROXY/HTTP_PROXY/NO_PROXY] upstream.proxy
+  --upstream-ca FILE       PEM bundle trusted for https upstreams, besides the system roots
+                           [SESSION_PROXY_UPSTREAM_CA] upstream.ca
+  --connect-port PORT      allow CONNECT to PORT (replaces 443, 8443); repeatable connect.allowedPorts
+  --intercept-exclude HOST plain tunnel, no interception, for HOST (*.example.com); repeatable
+                           connect.exclude
+  --no-intercept           never intercept CONNECT: plain tunnels only connect.intercept
   -h, --help               this help
   -v, --version            the version
 
 Use it:  curl -x http://127.0.0.1:8080 http://example.com/          (profile "default")
          curl -x http://alice@127.0.0.1:8080 http://example.com/    (profile "alice")
-Admin:   curl http://127.0.0.1:8080/_session/profiles
+Admin:   curl http://127.0.0.1:8080/_session/profiles    (web page: http://127.0.0.1:8080/_session/)
+
+Commands:
+  session-proxy ca [--data-dir DIR | --config FILE]
+                           print the CA certificate clients trust for intercepted HTTPS
+                           (created on first use in DATA_DIR/ca/)
+  session-proxy explain URL [--profile P] [--method M]
+                           which cookies would be sent to URL, and why not the others
 `
 
 interface Flags {
@@ -40,6 +60,12 @@ interface Flags {
   config?: string
   'log-level'?: string
   'connect-to'?: string[]
+  reverse?: string
+  'upstream-proxy'?: string
+  'upstream-ca'?: string
+  'connect-port'?: string[]
+  'intercept-exclude'?: string[]
+  'no-intercept'?: boolean
   help?: boolean
   version?: boolean
 }
@@ -50,6 +76,10 @@ function fail (message: string): never {
 }
 
 async function main (argv: string[]): Promise<void> {
+  if (argv[0] === 'explain') { process.exitCode = await runExplain(argv.slice(1)); return }
+  // `session-proxy ca [options]` resolves the data dir like the server does.
+  const caCommand = argv[0] === 'ca'
+  if (caCommand) argv = argv.slice(1)
   let values: Flags
   try {
     ({ values } = parseArgs({
@@ -61,6 +91,12 @@ async function main (argv: string[]): Promise<void> {
         config: { type: 'string' },
         'log-level': { type: 'string' },
         'connect-to': { type: 'string', multiple: true },
+        reverse: { type: 'string' },
+        'upstream-proxy': { type: 'string' },
+        'upstream-ca': { type: 'string' },
+        'connect-port': { type: 'string', multiple: true },
+        'intercept-exclude': { type: 'string', multiple: true },
+        'no-intercept': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' }
       },
@@ -80,7 +116,14 @@ async function main (argv: string[]): Promise<void> {
       port: values.port === undefined ? undefined : parsePort(values.port, '--port'),
       dataDir: values['data-dir'],
       logLevel: values['log-level'],
-      connectTo: values['connect-to']
+      connectTo: values['connect-to'],
+      reverse: values.reverse,
+      upstream: { proxy: values['upstream-proxy'], ca: values['upstream-ca'] },
+      connect: {
+        allowedPorts: values['connect-port']?.map((p) => parsePort(p, '--connect-port')),
+        exclude: values['intercept-exclude'],
+        intercept: values['no-intercept'] === true ? false : undefined
+      }
     }
     loaded = loadConfig({ configFile: values.config, flags })
   } catch (err) {
@@ -88,6 +131,15 @@ async function main (argv: string[]): Promise<void> {
     throw err
   }
   const { config, sources } = loaded
+  if (caCommand) {
+    try {
+      process.stdout.write(CertificateAuthority.loadOrCreate(join(config.dataDir!, 'ca')).certPem)
+    } catch (err) {
+      if (err instanceof ConfigError) fail(err.message)
+      throw err
+    }
+    return
+  }
   const log = createLogger(config.logLevel)
   let proxy
   try {

@@ -13,6 +13,10 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
 import { adminRoutes } from './admin/routes.js'
+import { observeRoutes } from './admin/observe-routes.js'
+import { pageRoutes } from './admin/page-route.js'
+import { SessionEvents } from './observe/events.js'
+import { createObservability } from './observe/services.js'
 import { ConfigError, SessionProxyError } from './errors.js'
 import { readSecret } from './session/host-defaults.js'
 import { CookieJarStore } from './session/jar-files.js'
@@ -21,8 +25,16 @@ import { forwardRequest, type ProxyDeps, type ViaIdentity } from './proxy/forwar
 import { checkVia } from './proxy/headers.js'
 import { asProxyError, sendProxyError } from './proxy/respond.js'
 import { parseTarget } from './proxy/target.js'
-import { handleConnect } from './proxy/tunnel.js'
+import { handleConnect, type TunnelDeps } from './proxy/tunnel.js'
 import { UpstreamPool } from './proxy/upstream.js'
+import { caRoute } from './admin/ca-route.js'
+import { Interceptor } from './proxy/intercept.js'
+import { isAdminPath, parseReverseBase, reverseOptions, reverseTarget } from './proxy/reverse.js'
+import { CertificateAuthority } from './proxy/tls/ca.js'
+import { LeafMinter } from './proxy/tls/mint.js'
+import { forwardUpgrade, writeRawError } from './proxy/websocket.js'
+import { compileHostPattern } from './net/host-pattern.js'
+import { join } from 'node:path'
 import { ClientAllowlist, isLoopbackHost } from './net/allowlist.js'
 
 export interface SessionProxy {
@@ -68,12 +80,28 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     throw new ConfigError(`cannot use data directory ${config.dataDir}: ${(err as Error).message}`, { cause: err })
   }
   const profiles = new ProfileRegistry(config, files, log)
-  const pool = new UpstreamPool(config.pool, config.connectTo)
+  const reverse = config.reverse === null ? null : parseReverseBase(config.reverse)
+  const pool = new UpstreamPool(config.pool, config.connectTo, { upstream: config.upstream, log })
+  const ca = CertificateAuthority.loadOrCreate(join(config.dataDir!, 'ca'), log)
   const pseudonym = `session-proxy-${randomBytes(4).toString('hex')}`
   const via: ViaIdentity = { pseudonym, entry: `1.1 ${pseudonym}` }
   const users = proxyUsers(config)
-  const deps: ProxyDeps = { pool, profiles, log, via, proxyUsers: users, observers: [] }
+  const events = new SessionEvents(config.events, config.dataDir, log)
+  const deps: ProxyDeps = { pool, profiles, log, via, proxyUsers: users, observers: [], events }
+  const observe = createObservability({ config, profiles, pool, deps, events, log, version: opts.version })
   const upgradedSockets = new Set<Socket>()
+  const tunnelDeps: TunnelDeps = {
+    log,
+    users,
+    allowedPorts: config.connect.allowedPorts,
+    interceptor: config.connect.intercept ? new Interceptor(deps, new LeafMinter(ca), log) : null,
+    exclude: config.connect.exclude.map(compileHostPattern),
+    pool
+  }
+  const track = (socket: Socket): void => {
+    upgradedSockets.add(socket)
+    socket.once('close', () => upgradedSockets.delete(socket))
+  }
 
   const onProxyRequest = (req: IncomingMessage, res: ServerResponse): void => {
     let target
@@ -98,6 +126,10 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
           if (via !== undefined) {
             try { checkVia(via, pseudonym) } catch (err) { sendProxyError(res, asProxyError(err)); return }
           }
+          if (reverse !== null && !isAdminPath(req.url!)) {
+            forwardRequest(deps, req, res, reverseTarget(reverse, req.url!), reverseOptions(reverse, req, `${config.host}:${config.port}`))
+            return
+          }
           if (users !== null && !adminAuthorized(req, users)) {
             res.writeHead(401, { 'www-authenticate': 'Basic realm="session-proxy admin"', 'content-type': 'application/json' })
             res.end(JSON.stringify({ error: 'SP_ADMIN_AUTH_REQUIRED', message: 'the admin API needs Basic credentials of a proxyAuth user' }))
@@ -109,13 +141,26 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
         }
       })
       server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-        upgradedSockets.add(socket)
-        socket.once('close', () => upgradedSockets.delete(socket))
-        handleConnect({ log, users, allowedPorts: [443, 8443] }, req, socket, head)
+        track(socket)
+        handleConnect(tunnelDeps, req, socket, head)
       })
-      server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
-        socket.end('HTTP/1.1 501 Not Implemented\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nsession-proxy: protocol upgrades are not supported yet\n')
-        void req
+      server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+        track(socket)
+        const url = req.url!
+        if (url.charCodeAt(0) === 47 /* '/' */) {
+          if (reverse !== null && !isAdminPath(url)) forwardUpgrade(deps, req, socket, head, reverseTarget(reverse, url), reverseOptions(reverse, req, `${config.host}:${config.port}`))
+          else writeRawError(socket, new SessionProxyError('SP_UPGRADE_UNSUPPORTED', 501, 'the admin API has no WebSocket endpoints'))
+          return
+        }
+        let target
+        try {
+          // Some clients write ws:// or wss:// in the request line; the handshake itself is HTTP.
+          target = parseTarget(url.replace(/^ws(s?):\/\//i, 'http$1://'))
+        } catch (err) {
+          writeRawError(socket, asProxyError(err))
+          return
+        }
+        forwardUpgrade(deps, req, socket, head, target)
       })
       if (allowlist !== null) {
         server.on('connection', (socket: Socket) => {
@@ -150,10 +195,13 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'admin')
   })
   void app.register(adminRoutes, { profiles, version: opts.version, startedAt: Date.now() })
+  void app.register(caRoute, { certPem: ca.certPem })
+  void app.register(observeRoutes, { profiles, observe })
+  void app.register(pageRoutes)
 
   app.addHook('onClose', async () => {
     for (const s of upgradedSockets) s.destroy()
-    await Promise.all([pool.close(), profiles.close()])
+    await Promise.all([pool.close(), profiles.close(), observe.close()])
   })
 
   return {

@@ -38,7 +38,8 @@ export function cookieToJson (c: Cookie): Record<string, unknown> {
   }
 }
 
-function findProfile (deps: AdminDeps, name: string): Profile {
+/** The named profile if it exists (in memory, on disk or in the config); 404 otherwise. */
+export function findProfile (deps: Pick<AdminDeps, 'profiles'>, name: string): Profile {
   assertProfileName(name)
   const profile = deps.profiles.find(name)
   if (profile === undefined) throw new ProfileNotFoundError(name)

@@ -57,7 +57,8 @@ function describeError (err: ErrorObject): string {
 
 function patternHint (where: string): string {
   if (where.startsWith('connectTo')) return 'expected HOST:PORT:HOST2:PORT2'
-  if (where.endsWith('match')) return 'expected a host like api.example.com, *.example.com or *, optionally with :port'
+  if (where.endsWith('match') || where.startsWith('connect.exclude')) return 'expected a host like api.example.com, *.example.com or *, optionally with :port'
+  if (where === 'reverse' || where === 'upstream.proxy') return 'expected an http:// or https:// URL'
   return 'see the README for the expected format'
 }
 
@@ -106,7 +107,10 @@ const ENV_KEYS = {
   SESSION_PROXY_PORT: 'port',
   SESSION_PROXY_DATA_DIR: 'dataDir',
   SESSION_PROXY_LOG_LEVEL: 'logLevel',
-  SESSION_PROXY_CONNECT_TO: 'connectTo'
+  SESSION_PROXY_CONNECT_TO: 'connectTo',
+  SESSION_PROXY_REVERSE: 'reverse',
+  SESSION_PROXY_UPSTREAM_PROXY: 'upstream.proxy',
+  SESSION_PROXY_UPSTREAM_CA: 'upstream.ca'
 } as const
 
 export const CONFIG_ENV = 'SESSION_PROXY_CONFIG'
@@ -119,6 +123,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv): PlainObject {
     if (raw === undefined || raw === '') continue
     if (key === 'port') out.port = parsePort(raw, name)
     else if (key === 'connectTo') out.connectTo = raw.split(/[\s,]+/).filter(Boolean)
+    else if (key.startsWith('upstream.')) out.upstream = { ...(out.upstream as PlainObject | undefined), [key.slice(9)]: raw }
     else out[key] = raw
   }
   return out

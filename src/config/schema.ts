@@ -4,6 +4,10 @@
  * file is reported with its key path before anything starts.
  */
 import type { JSONSchemaType } from 'ajv'
+import { autopilotSchema, type AutopilotRule } from './autopilot-schema.js'
+import type { CaptureSettings } from '../observe/capture.js'
+import type { EventsConfig } from '../observe/events.js'
+import type { MetricsConfig } from '../observe/metrics.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
@@ -37,6 +41,10 @@ export interface HostRule {
 
 export interface ProfileConfig {
   hosts?: HostRule[]
+  /** Login, logged-out signals and CSRF tokens per upstream host (issue 4). */
+  autopilot?: AutopilotRule[]
+  /** Traffic capture for the HAR export (off unless enabled). */
+  capture?: Partial<CaptureSettings>
 }
 
 export interface PoolConfig {
@@ -58,6 +66,34 @@ export interface ProxyAuthConfig {
   users: Record<string, SecretRef>
 }
 
+/** CONNECT handling: which ports may be tunnelled and which hosts are intercepted. */
+export interface ConnectConfig {
+  allowedPorts: number[]
+  /** Terminate TLS with a minted certificate so the session applies inside. */
+  intercept: boolean
+  /** Host patterns (like hosts[].match) that get a plain, untouched tunnel. */
+  exclude: string[]
+}
+
+/** How https upstreams are verified for hosts matching `match`. */
+export interface UpstreamTlsRule {
+  match: string
+  /** PEM bundle file trusted for these hosts, in addition to the others. */
+  ca?: string
+  /** Skip certificate verification (test servers only; logged as a warning). */
+  insecure?: boolean
+}
+
+export interface UpstreamConfig {
+  /** PEM bundle file trusted for every https upstream, in addition to the system roots. */
+  ca: string | null
+  /** http(s)://[user:password@]host:port; null: HTTPS_PROXY/HTTP_PROXY/NO_PROXY when set. */
+  proxy: string | null
+  /** Hosts never sent through the upstream proxy; null: NO_PROXY from the environment. */
+  noProxy: string[] | null
+  tls: UpstreamTlsRule[]
+}
+
 export interface Config {
   host: string
   port: number
@@ -70,6 +106,12 @@ export interface Config {
   jar: JarConfig
   hosts: HostRule[]
   profiles: Record<string, ProfileConfig>
+  events: EventsConfig
+  metrics: MetricsConfig
+  connect: ConnectConfig
+  upstream: UpstreamConfig
+  /** Reverse (sidecar) mode: origin-form requests outside /_session/ go to this base URL. */
+  reverse: string | null
 }
 
 const secretRef = {
@@ -86,12 +128,14 @@ const secretRef = {
 
 const headerName = '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$'
 
+const hostMatch = { type: 'string', minLength: 1, pattern: '^(\\*|(\\*\\.)?[A-Za-z0-9_.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?$' } as const
+
 const hostRule = {
   type: 'object',
   additionalProperties: false,
   required: ['match'],
   properties: {
-    match: { type: 'string', minLength: 1, pattern: '^(\\*|(\\*\\.)?[A-Za-z0-9_.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?$' },
+    match: hostMatch,
     headers: {
       type: 'object',
       nullable: true,
@@ -188,6 +232,60 @@ export const configSchema = {
       }
     },
     hosts: { type: 'array', items: hostRule },
+    events: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      properties: {
+        maxPerProfile: { type: 'integer', minimum: 1, maximum: 1000000 },
+        persist: { type: 'boolean' },
+        sessionCookies: { type: 'array', items: { type: 'string', minLength: 1 } },
+        fixationWindowMs: nonNegativeInt
+      }
+    },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      properties: {
+        enabled: { type: 'boolean' },
+        maxProfileLabels: positiveInt
+      }
+    },
+    connect: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      properties: {
+        allowedPorts: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 } },
+        intercept: { type: 'boolean' },
+        exclude: { type: 'array', items: hostMatch }
+      }
+    },
+    upstream: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      properties: {
+        ca: { type: 'string', minLength: 1, nullable: true },
+        proxy: { type: 'string', pattern: '^[Hh][Tt][Tt][Pp][Ss]?://', nullable: true },
+        noProxy: { type: 'array', items: { type: 'string', minLength: 1 }, nullable: true },
+        tls: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['match'],
+            properties: {
+              match: hostMatch,
+              ca: { type: 'string', minLength: 1, nullable: true },
+              insecure: { type: 'boolean', nullable: true }
+            }
+          }
+        }
+      }
+    },
+    reverse: { type: 'string', pattern: '^[Hh][Tt][Tt][Pp][Ss]?://', nullable: true },
     profiles: {
       type: 'object',
       propertyNames: { pattern: PROFILE_NAME_PATTERN },
@@ -197,7 +295,20 @@ export const configSchema = {
         additionalProperties: false,
         required: [],
         properties: {
-          hosts: { type: 'array', items: hostRule, nullable: true }
+          hosts: { type: 'array', items: hostRule, nullable: true },
+          autopilot: autopilotSchema(secretRef),
+          capture: {
+            type: 'object',
+            nullable: true,
+            additionalProperties: false,
+            required: [],
+            properties: {
+              enabled: { type: 'boolean' },
+              maxEntries: { type: 'integer', minimum: 1, maximum: 100000 },
+              maxBodyBytes: { type: 'integer', minimum: 0, maximum: 67108864 },
+              redact: { type: 'boolean' }
+            }
+          }
         }
       }
     }

@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { SessionProxyError } from '../errors.js'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
+import type { SessionEvents } from '../observe/events.js'
 import type { Profile, ProfileRegistry } from '../session/profiles.js'
 import { resolveProfileName } from '../session/resolve-profile.js'
 import type { DefaultHeader } from '../session/host-defaults.js'
@@ -21,6 +22,7 @@ import { asProxyError, sendProxyError } from './respond.js'
 import type { Target } from './target.js'
 import type { UpstreamPool } from './upstream.js'
 import { mapUpstreamError } from './upstream-errors.js'
+import { startManagedExchange } from './managed-exchange.js'
 
 export interface ViaIdentity {
   /** A token unique to this proxy process, used to detect loops. */
@@ -66,25 +68,52 @@ export interface ProxyDeps {
   proxyUsers: ReadonlyMap<string, string> | null
   /** Empty on the fast path; each observer costs only when present. */
   observers: ExchangeObserver[]
+  /** The per-profile session event log: login, CSRF, replay and logged-out code records here. */
+  events: SessionEvents
+}
+
+/** What differs for requests that do not arrive as plain absolute-form proxy requests. */
+export interface ForwardOptions {
+  /**
+   * The profile a CONNECT tunnel authenticated as: clients send
+   * Proxy-Authorization only on CONNECT, so it stands for every request
+   * inside the tunnel that carries none of its own.
+   */
+  profile?: string
+  /** Reverse mode: rewrites response headers (Location) before they are sent. */
+  rewriteResponseHeaders?: (headers: string[]) => void
 }
 
 let nextExchangeId = 1
 
+export function allocateExchangeId (): number {
+  return nextExchangeId++
+}
+
 const NO_DEFAULTS: readonly DefaultHeader[] = []
 
-export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, target: Target): void {
+export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, target: Target, opts?: ForwardOptions): void {
   const started = performance.now()
   const raw = req.rawHeaders
   const info = scanRequestHeaders(raw)
   let profile: Profile
   try {
     checkVia(info.via, deps.via.pseudonym)
-    profile = deps.profiles.get(resolveProfileName(info.proxyAuthorization, info.profile, deps.proxyUsers))
+    profile = deps.profiles.get(opts?.profile !== undefined && info.proxyAuthorization === undefined
+      ? opts.profile
+      : resolveProfileName(info.proxyAuthorization, info.profile, deps.proxyUsers))
   } catch (err) {
     const e = asProxyError(err)
     sendProxyError(res, e)
     deps.log.info({ method: req.method, host: target.authority, status: e.statusCode, ms: msSince(started), error: e.code }, 'rejected')
     return
+  }
+  if (profile.autopilot !== null) {
+    const pilot = profile.autopilot.forHost(target.authority, target.host, target.port)
+    if (pilot !== null) {
+      startManagedExchange(deps, req, res, target, profile, info, pilot, started, opts)
+      return
+    }
   }
   const cookie = mergeCookieHeaders(info.cookie, profile.jar.cookieHeader(target.cookieUrl, target.cookieUrl))
   const defaults = profile.defaults.empty ? NO_DEFAULTS : profile.defaults.forHost(target.authority, target.host, target.port)
@@ -102,7 +131,7 @@ export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: Serv
     responseBytes: 0,
     error: null
   }
-  const handler = new ForwardHandler(deps, res, exchange)
+  const handler = new ForwardHandler(deps, res, exchange, opts?.rewriteResponseHeaders)
   deps.pool.dispatch(target, {
     path: target.path,
     method: req.method!,
@@ -111,7 +140,7 @@ export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: Serv
   }, handler)
 }
 
-function msSince (started: number): number {
+export function msSince (started: number): number {
   return Math.round((performance.now() - started) * 100) / 100
 }
 
@@ -122,16 +151,18 @@ class ForwardHandler {
   private readonly target: Target
   private readonly profile: Profile
   private readonly observed: boolean
+  private readonly rewrite: ((headers: string[]) => void) | undefined
   private abort: ((err?: Error) => void) | null = null
   private finished = false
 
-  constructor (deps: ProxyDeps, res: ServerResponse, exchange: Exchange) {
+  constructor (deps: ProxyDeps, res: ServerResponse, exchange: Exchange, rewrite?: (headers: string[]) => void) {
     this.deps = deps
     this.res = res
     this.x = exchange
     this.target = exchange.target
     this.profile = exchange.profile
     this.observed = deps.observers.length > 0
+    this.rewrite = rewrite
   }
 
   onConnect (abort: (err?: Error) => void): void {
@@ -155,6 +186,7 @@ class ForwardHandler {
     }
     this.x.status = statusCode
     const { headers, setCookies } = buildResponseHeaders(rawHeaders, this.deps.via.entry)
+    if (this.rewrite !== undefined) this.rewrite(headers)
     this.x.responseHeaders = headers
     this.res.on('drain', resume)
     if (setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.x.id) && this.profile.pendingWrite !== null) {

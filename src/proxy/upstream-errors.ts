@@ -50,7 +50,12 @@ export function mapUpstreamError (err: unknown, host: string): UpstreamError {
   if (code !== undefined) {
     const m = BY_CODE[code]
     if (m !== undefined) return new UpstreamError(m.code, m.status, host, `upstream ${host}: ${m.what} (${code})`, { cause: err })
-    if (TLS_CODES.test(code)) return new UpstreamError('SP_UPSTREAM_TLS', 502, host, `upstream ${host}: TLS certificate verification failed: ${message} (${code})`, { cause: err })
+    if (TLS_CODES.test(code)) {
+      // ERR_SSL_* and most ERR_TLS_* are handshake failures (a plain-HTTP
+      // server on an https port, no common protocol), not certificate checks.
+      const what = /^ERR_SSL_|^ERR_TLS_(?!CERT_)/.test(code) ? 'TLS handshake failed' : 'TLS certificate verification failed'
+      return new UpstreamError('SP_UPSTREAM_TLS', 502, host, `upstream ${host}: ${what}: ${message} (${code})`, { cause: err })
+    }
     if (code.startsWith('HPE_')) return new UpstreamError('SP_UPSTREAM_BAD_RESPONSE', 502, host, `upstream ${host}: invalid HTTP response (${code})`, { cause: err })
   }
   return new UpstreamError('SP_UPSTREAM_ERROR', 502, host, `upstream ${host}: ${message}${code !== undefined ? ` (${code})` : ''}`, { cause: err })

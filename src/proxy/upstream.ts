@@ -1,11 +1,26 @@
 /**
- * The shared upstream pool (one undici Agent, explicit limits) and curl-style
- * --connect-to routing: the jar and Host header keep the requested
- * HOST:PORT, only the TCP connection goes to HOST2:PORT2.
+ * The shared upstream pool and how each upstream is reached:
+ * - curl-style --connect-to routing: the jar and Host header keep the
+ *   requested HOST:PORT, only the TCP connection goes to HOST2:PORT2;
+ * - TLS policy for https upstreams: the system roots plus `upstream.ca`,
+ *   plus a per-host CA or, for test servers, no verification;
+ * - an upstream HTTP proxy (`upstream.proxy`, else HTTPS_PROXY/HTTP_PROXY
+ *   with NO_PROXY when set): plain http in absolute form, https by CONNECT.
+ *
+ * Each distinct (proxy, TLS policy) pair gets one undici dispatcher, created
+ * on first use and cached, so keep-alive pooling works per policy. With no
+ * rules and no proxy every request takes the single default Agent, as before.
  */
-import { Agent, type Dispatcher } from 'undici'
-import { ConfigError } from '../errors.js'
-import type { PoolConfig } from '../config/schema.js'
+import { readFileSync } from 'node:fs'
+import http from 'node:http'
+import https from 'node:https'
+import net, { type Socket } from 'node:net'
+import tls from 'node:tls'
+import type { Logger } from 'pino'
+import { Agent, ProxyAgent, type Dispatcher } from 'undici'
+import { ConfigError, UpstreamError } from '../errors.js'
+import type { PoolConfig, UpstreamConfig } from '../config/schema.js'
+import { compileHostPattern, type HostPattern } from '../net/host-pattern.js'
 import type { Target } from './target.js'
 
 export interface ConnectToRule {
@@ -47,14 +62,97 @@ export function parseConnectTo (spec: string, where = `connectTo "${spec}"`): Co
   return { host, port, toHost, toPort }
 }
 
+/** How an https upstream's certificate is checked. */
+interface TlsPolicy {
+  /** Stable key for the dispatcher cache. */
+  id: string
+  /** Trusted roots; undefined keeps Node's defaults (bundled roots and NODE_EXTRA_CA_CERTS). */
+  ca: string[] | undefined
+  insecure: boolean
+  /** Where it is configured, for the insecure warning. */
+  where: string
+}
+
+interface TlsRule {
+  pattern: HostPattern
+  policy: TlsPolicy
+}
+
+interface NoProxyEntry {
+  host: string
+  port: number
+}
+
+const DEFAULT_POLICY: TlsPolicy = { id: 'default', ca: undefined, insecure: false, where: 'default' }
+
+export const EMPTY_UPSTREAM: UpstreamConfig = { ca: null, proxy: null, noProxy: null, tls: [] }
+
+function readBundle (file: string, where: string): string {
+  let pem: string
+  try {
+    pem = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`${where}: cannot read CA bundle ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`${where}: ${file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`)
+  return pem
+}
+
+function checkProxyUrl (raw: string, where: string): string {
+  let u: URL
+  try {
+    u = new URL(raw)
+  } catch {
+    throw new ConfigError(`${where}: "${raw}" is not a URL (expected http://[user:password@]host:port)`)
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`${where}: "${u.protocol}" proxies are not supported (use http:// or https://)`)
+  return u.href
+}
+
+/** NO_PROXY as curl and undici read it: host suffixes, optional :port, `*` for all. */
+function parseNoProxy (list: readonly string[]): NoProxyEntry[] | 'all' {
+  const out: NoProxyEntry[] = []
+  for (const raw of list.flatMap((l) => l.split(/[\s,]+/))) {
+    if (raw === '') continue
+    if (raw === '*') return 'all'
+    const m = /^(.+):(\d+)$/.exec(raw)
+    out.push({ host: (m !== null ? m[1]! : raw).replace(/^\*?\./, '').replace(/^\[|\]$/g, '').toLowerCase(), port: m !== null ? Number(m[2]) : 0 })
+  }
+  return out
+}
+
+export interface PoolOptions {
+  upstream?: UpstreamConfig
+  /** Where HTTPS_PROXY/HTTP_PROXY/NO_PROXY are read from when upstream.proxy is null. */
+  env?: NodeJS.ProcessEnv
+  log?: Logger
+}
+
 export class UpstreamPool {
+  /** The default dispatcher: direct connections, default TLS verification. */
   readonly agent: Agent
   private readonly rules: ConnectToRule[]
   private readonly origins = new Map<string, string>()
+  private readonly agentOptions: Agent.Options
+  private readonly tlsRules: TlsRule[]
+  private readonly globalPolicy: TlsPolicy
+  private readonly httpProxy: string | null
+  private readonly httpsProxy: string | null
+  private readonly noProxy: NoProxyEntry[] | 'all'
+  /** True when every request can take `agent`: no proxy, no TLS rules. */
+  private readonly simple: boolean
+  private readonly dispatchers = new Map<string, Dispatcher>()
+  /** scheme://authority to its dispatcher, so rules are matched once per upstream. */
+  private readonly routes = new Map<string, Dispatcher>()
+  private readonly warnedInsecure = new Set<string>()
+  private readonly log: Logger | undefined
 
-  constructor (pool: PoolConfig, connectTo: string[]) {
+  constructor (pool: PoolConfig, connectTo: string[], opts: PoolOptions = {}) {
+    const upstream = opts.upstream ?? EMPTY_UPSTREAM
+    const env = opts.env ?? process.env
+    this.log = opts.log
     this.rules = connectTo.map((spec, i) => parseConnectTo(spec, `connectTo[${i}] "${spec}"`))
-    this.agent = new Agent({
+    this.agentOptions = {
       connections: pool.connectionsPerOrigin,
       pipelining: 1,
       keepAliveTimeout: pool.idleTimeoutMs,
@@ -62,7 +160,43 @@ export class UpstreamPool {
       headersTimeout: pool.headersTimeoutMs,
       bodyTimeout: pool.bodyTimeoutMs,
       connect: { timeout: pool.connectTimeoutMs }
+    }
+    this.agent = new Agent(this.agentOptions)
+
+    // Passing `ca` replaces Node's root store, so an extra bundle is added to
+    // the bundled roots and NODE_EXTRA_CA_CERTS explicitly.
+    const baseRoots = (): string[] => {
+      const roots = [...tls.rootCertificates]
+      const extra = env.NODE_EXTRA_CA_CERTS
+      if (extra !== undefined && extra !== '') {
+        try { roots.push(readFileSync(extra, 'utf8')) } catch {}
+      }
+      return roots
+    }
+    const globalCa = upstream.ca === null ? null : readBundle(upstream.ca, 'upstream.ca')
+    this.globalPolicy = globalCa === null ? DEFAULT_POLICY : { id: 'ca', ca: [...baseRoots(), globalCa], insecure: false, where: 'upstream.ca' }
+    this.tlsRules = upstream.tls.map((rule, i) => {
+      const where = `upstream.tls[${i}] (${rule.match})`
+      const insecure = rule.insecure === true
+      let ca = this.globalPolicy.ca
+      if (rule.ca !== undefined && rule.ca !== null) ca = [...(ca ?? baseRoots()), readBundle(rule.ca, `upstream.tls[${i}].ca`)]
+      if (insecure) opts.log?.warn({ rule: where }, 'upstream TLS verification is OFF for these hosts: anyone on the path can read and change that traffic. Use this for test servers only')
+      return { pattern: compileHostPattern(rule.match), policy: { id: `tls${i}`, ca, insecure, where } }
     })
+
+    if (upstream.proxy !== null) {
+      this.httpProxy = this.httpsProxy = checkProxyUrl(upstream.proxy, 'upstream.proxy')
+    } else {
+      const httpsEnv = env.https_proxy ?? env.HTTPS_PROXY
+      const httpEnv = env.http_proxy ?? env.HTTP_PROXY
+      this.httpProxy = httpEnv !== undefined && httpEnv !== '' ? checkProxyUrl(httpEnv, 'HTTP_PROXY') : null
+      this.httpsProxy = httpsEnv !== undefined && httpsEnv !== '' ? checkProxyUrl(httpsEnv, 'HTTPS_PROXY') : this.httpProxy
+    }
+    this.noProxy = parseNoProxy(upstream.noProxy ?? [env.no_proxy ?? env.NO_PROXY ?? ''])
+    this.simple = this.httpProxy === null && this.httpsProxy === null && this.tlsRules.length === 0 && globalCa === null
+    if (this.httpProxy !== null || this.httpsProxy !== null) {
+      opts.log?.info({ http: redactProxy(this.httpProxy), https: redactProxy(this.httpsProxy), noProxy: this.noProxy === 'all' ? '*' : this.noProxy.map((e) => e.port === 0 ? e.host : `${e.host}:${e.port}`) }, 'upstream proxy')
+    }
   }
 
   /** The origin undici connects to for a target, after --connect-to. */
@@ -79,7 +213,8 @@ export class UpstreamPool {
 
   /** Sends one request for `target`; `opts.origin` is filled in here. */
   dispatch (target: Target, opts: Omit<Dispatcher.DispatchOptions, 'origin'>, handler: Dispatcher.DispatchHandler): void {
-    this.agent.dispatch({ ...opts, origin: this.originFor(target) }, handler)
+    const dispatcher = this.simple ? this.agent : this.dispatcherFor(target)
+    dispatcher.dispatch({ ...opts, origin: this.originFor(target) }, handler)
   }
 
   /** Where a host:port actually connects, for error messages and logs. */
@@ -87,8 +222,96 @@ export class UpstreamPool {
     return this.originFor(target).replace(/^https?:\/\//, '')
   }
 
+  /** The upstream proxy a target goes through, or null for a direct connection. */
+  proxyFor (scheme: 'http' | 'https', host: string, port: number): string | null {
+    const proxy = scheme === 'https' ? this.httpsProxy : this.httpProxy
+    if (proxy === null || this.noProxy === 'all') return null
+    const bare = host.replace(/^\[|\]$/g, '')
+    for (const e of this.noProxy) {
+      if (e.port !== 0 && e.port !== port) continue
+      if (bare === e.host || bare.endsWith('.' + e.host)) return null
+    }
+    return proxy
+  }
+
+  /**
+   * A raw TCP connection to host:port for a plain CONNECT tunnel, after
+   * --connect-to and through the upstream proxy (by CONNECT) when one applies.
+   */
+  async openTunnel (host: string, port: number, authority: string): Promise<Socket> {
+    const target: Target = { scheme: 'https', host, port, authority, path: '/', cookieUrl: '' }
+    const dial = new URL(this.originFor(target))
+    const dialHost = dial.hostname.replace(/^\[|\]$/g, '')
+    const dialPort = Number(dial.port === '' ? 443 : dial.port)
+    const proxy = this.proxyFor('https', host, port)
+    if (proxy === null) {
+      return await new Promise((resolve, reject) => {
+        const s = net.connect({ host: dialHost, port: dialPort })
+        s.once('connect', () => { s.off('error', reject); resolve(s) })
+        s.once('error', reject)
+      })
+    }
+    const p = new URL(proxy)
+    const headers: Record<string, string> = { host: `${dial.host}` }
+    if (p.username !== '' || p.password !== '') headers['proxy-authorization'] = 'Basic ' + Buffer.from(`${decodeURIComponent(p.username)}:${decodeURIComponent(p.password)}`).toString('base64')
+    const request = p.protocol === 'https:' ? https.request : http.request
+    return await new Promise((resolve, reject) => {
+      const req = request({ host: p.hostname.replace(/^\[|\]$/g, ''), port: Number(p.port === '' ? (p.protocol === 'https:' ? 443 : 80) : p.port), method: 'CONNECT', path: dial.host, headers, agent: false })
+      req.once('connect', (res, socket, head) => {
+        if (res.statusCode !== 200) {
+          socket.destroy()
+          reject(new UpstreamError('SP_UPSTREAM_PROXY', 502, authority, `upstream proxy ${p.host} answered ${res.statusCode ?? '?'} to CONNECT ${dial.host}`))
+          return
+        }
+        if (head.length > 0) socket.unshift(head)
+        resolve(socket)
+      })
+      req.once('error', reject)
+      req.end()
+    })
+  }
+
   async close (): Promise<void> {
-    await this.agent.close()
+    await Promise.all([this.agent.close(), ...[...this.dispatchers.values()].map(async (d) => await d.close())])
+  }
+
+  private dispatcherFor (target: Target): Dispatcher {
+    const key = target.scheme === 'http' ? target.authority : 'https://' + target.authority
+    let d = this.routes.get(key)
+    if (d === undefined) {
+      d = this.choose(target)
+      if (this.routes.size > 10000) this.routes.clear()
+      this.routes.set(key, d)
+    }
+    return d
+  }
+
+  private choose (target: Target): Dispatcher {
+    let policy = DEFAULT_POLICY
+    if (target.scheme === 'https') {
+      policy = this.globalPolicy
+      for (const rule of this.tlsRules) {
+        if (rule.pattern.matches(target.host, target.port)) { policy = rule.policy; break }
+      }
+      if (policy.insecure && !this.warnedInsecure.has(target.authority)) {
+        this.warnedInsecure.add(target.authority)
+        this.log?.warn({ host: target.authority, rule: policy.where }, 'upstream TLS certificate NOT verified for this host (insecure)')
+      }
+    }
+    const proxy = this.proxyFor(target.scheme, target.host, target.port)
+    if (proxy === null && policy === DEFAULT_POLICY) return this.agent
+    const id = `${proxy ?? 'direct'} ${policy.id}`
+    let d = this.dispatchers.get(id)
+    if (d === undefined) {
+      const tlsOptions = { ca: policy.ca, rejectUnauthorized: !policy.insecure }
+      d = proxy === null
+        ? new Agent({ ...this.agentOptions, connect: { ...this.agentOptions.connect, ...tlsOptions } })
+        // proxyTunnel false: plain http goes to the proxy in absolute form, as
+        // curl does, so proxies that allow CONNECT only to 443 still work.
+        : new ProxyAgent({ ...this.agentOptions, uri: proxy, proxyTunnel: false, requestTls: policy === DEFAULT_POLICY ? undefined : tlsOptions })
+      this.dispatchers.set(id, d)
+    }
+    return d
   }
 
   private resolve (target: Target): string {
@@ -99,4 +322,11 @@ export class UpstreamPool {
     }
     return `${target.scheme}://${target.host}:${target.port}`
   }
+}
+
+function redactProxy (url: string | null): string | null {
+  if (url === null) return null
+  const u = new URL(url)
+  if (u.password !== '') u.password = '***'
+  return u.href
 }

@@ -10,10 +10,27 @@ import type { AuthRule, HostRule, SecretRef } from '../config/schema.js'
 /** [lower-case name, name, value] */
 export type DefaultHeader = readonly [string, string, string]
 
-interface CompiledRule {
+export interface HostPattern {
   host: string
   wildcard: 'none' | 'subdomains' | 'all'
   port: number | null
+}
+
+/** Compiles `api.example.com`, `*.example.com`, `*`, each optionally with `:port`. */
+export function compileHostPattern (match: string): HostPattern {
+  let pattern = match.toLowerCase()
+  let port: number | null = null
+  const portMatch = /:(\d+)$/.exec(pattern)
+  if (portMatch !== null && !pattern.endsWith(']')) {
+    port = Number(portMatch[1])
+    pattern = pattern.slice(0, portMatch.index)
+  }
+  if (pattern === '*') return { host: '', wildcard: 'all', port }
+  if (pattern.startsWith('*.')) return { host: pattern.slice(1), wildcard: 'subdomains', port }
+  return { host: pattern, wildcard: 'none', port }
+}
+
+interface CompiledRule extends HostPattern {
   headers: DefaultHeader[]
   /** Where the rule is configured (`hosts[0]`, `profiles.alice.hosts[1]`) and its pattern: for explain. */
   where: string
@@ -58,13 +75,6 @@ function authHeader (auth: AuthRule, where: string, env: NodeJS.ProcessEnv): str
 }
 
 function compile (rule: HostRule, where: string, env: NodeJS.ProcessEnv): CompiledRule {
-  let pattern = rule.match.toLowerCase()
-  let port: number | null = null
-  const portMatch = /:(\d+)$/.exec(pattern)
-  if (portMatch !== null && !pattern.endsWith(']')) {
-    port = Number(portMatch[1])
-    pattern = pattern.slice(0, portMatch.index)
-  }
   const headers: DefaultHeader[] = []
   for (const [name, value] of Object.entries(rule.headers ?? {})) {
     if (/[\r\n\0]/.test(value)) throw new ConfigError(`${where}.headers.${name}: value contains a line break or NUL`)
@@ -72,12 +82,10 @@ function compile (rule: HostRule, where: string, env: NodeJS.ProcessEnv): Compil
   }
   if (rule.auth !== undefined && rule.auth !== null) headers.push(['authorization', 'Authorization', authHeader(rule.auth, `${where}.auth`, env)])
   const about = { where, match: rule.match, auth: rule.auth == null ? null : { type: rule.auth.type, username: rule.auth.type === 'basic' ? rule.auth.username : null } }
-  if (pattern === '*') return { host: '', wildcard: 'all', port, headers, ...about }
-  if (pattern.startsWith('*.')) return { host: pattern.slice(1), wildcard: 'subdomains', port, headers, ...about }
-  return { host: pattern, wildcard: 'none', port, headers, ...about }
+  return { ...compileHostPattern(rule.match), headers, ...about }
 }
 
-function matches (rule: CompiledRule, host: string, port: number): boolean {
+export function hostMatches (rule: HostPattern, host: string, port: number): boolean {
   if (rule.port !== null && rule.port !== port) return false
   switch (rule.wildcard) {
     case 'all': return true
@@ -108,7 +116,7 @@ export class HostDefaults {
     if (found !== undefined) return found
     const byName = new Map<string, DefaultHeader>()
     for (const rule of this.rules) {
-      if (!matches(rule, host, port)) continue
+      if (!hostMatches(rule, host, port)) continue
       for (const h of rule.headers) byName.set(h[0], h)
     }
     found = [...byName.values()]
@@ -122,7 +130,7 @@ export class HostDefaults {
     const out: DefaultHeaderSource[] = []
     const byName = new Map<string, DefaultHeaderSource>()
     for (const rule of this.rules) {
-      if (!matches(rule, host, port)) continue
+      if (!hostMatches(rule, host, port)) continue
       for (const [lower, name, value] of rule.headers) {
         const auth = lower === 'authorization' && rule.auth !== null
         const shown = auth

@@ -10,6 +10,7 @@ import type { CookieChange } from './cookie-store.js'
 import { changeToRecord, snapshotOf, type CookieJarStore, type LoadProblem } from './jar-files.js'
 import type { Journal } from './journal.js'
 import { HostDefaults } from './host-defaults.js'
+import { ProfileAutopilot } from './autopilot/host-autopilot.js'
 import { SessionJar, type RejectedCookie } from './session-jar.js'
 
 const PROFILE_NAME = new RegExp(PROFILE_NAME_PATTERN)
@@ -35,6 +36,8 @@ export class Profile {
   pendingWrite: Promise<void> | null = null
   /** The exchange whose Set-Cookie lines are being stored right now. */
   activeRequestId: number | null = null
+  /** Login, CSRF and session-header handling; null keeps the plain fast path. */
+  autopilot: ProfileAutopilot | null = null
 
   constructor (name: string, jar: SessionJar, defaults: HostDefaults, journal: Journal) {
     this.name = name
@@ -69,7 +72,10 @@ export class ProfileRegistry {
     this.log = log
     // Fail at start-up, not at the first request, on a missing secret.
     new HostDefaults(config.hosts, [], 'default')
-    for (const [name, p] of Object.entries(config.profiles)) new HostDefaults(config.hosts, p.hosts ?? [], name)
+    for (const [name, p] of Object.entries(config.profiles)) {
+      new HostDefaults(config.hosts, p.hosts ?? [], name)
+      if (p.autopilot !== undefined) new ProfileAutopilot(p.autopilot, name)
+    }
   }
 
   /** The profile, loading its jar from disk on first use. The name must be valid. */
@@ -120,6 +126,7 @@ export class ProfileRegistry {
     })
     const settings = this.config.profiles[name]
     const profile = new Profile(name, jar, new HostDefaults(this.config.hosts, settings?.hosts ?? [], name), journal)
+    if (settings?.autopilot !== undefined && settings.autopilot.length > 0) profile.autopilot = new ProfileAutopilot(settings.autopilot, name)
     jar.onChange = (change) => {
       // Expired cookies are dropped on load anyway; journaling them would
       // only add writes to plain reads.

@@ -1,0 +1,174 @@
+/**
+ * CONNECT interception: after `200 Connection Established` the client's
+ * socket is wrapped in a server-side TLSSocket that presents a certificate
+ * minted for the requested host, and the decrypted HTTP/1.1 requests go to an
+ * internal, never-listening http.Server whose handler calls forwardRequest
+ * exactly as for plain proxied requests, with an https:// target built from
+ * the CONNECT host:port (so Secure cookies are sent, and only here).
+ *
+ * A client that speaks plain HTTP inside the tunnel (the first byte is not a
+ * TLS handshake record) is served the same way with an http:// target.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import tls from 'node:tls'
+import type { Logger } from 'pino'
+import { BadRequestError } from '../errors.js'
+import { forwardRequest, type ForwardOptions, type ProxyDeps } from './forward.js'
+import { asProxyError, sendProxyError } from './respond.js'
+import { parseTarget, type Target } from './target.js'
+import type { LeafMinter } from './tls/mint.js'
+import { forwardUpgrade, writeRawError } from './websocket.js'
+
+export interface TunnelInfo {
+  /** Lower-cased host without IPv6 brackets, as CONNECT named it. */
+  host: string
+  port: number
+  /** host[:port] for Host and cookie URLs (port omitted when it is the scheme's default). */
+  authority: string
+  /** The profile the CONNECT request named (Proxy-Authorization or X-Session-Profile), if any. */
+  profile: string | undefined
+}
+
+interface Tunnel {
+  scheme: 'http' | 'https'
+  authority: string
+  host: string
+  port: number
+  options: ForwardOptions | undefined
+}
+
+function ignore (): void {}
+
+const HANDSHAKE_TIMEOUT_MS = 60_000
+
+/** First byte of a TLS record carrying a handshake (the ClientHello). */
+const TLS_HANDSHAKE = 0x16
+
+export class Interceptor {
+  private readonly deps: ProxyDeps
+  private readonly minter: LeafMinter
+  private readonly log: Logger
+  private readonly server: http.Server
+  private readonly tunnels = new WeakMap<object, Tunnel>()
+
+  constructor (deps: ProxyDeps, minter: LeafMinter, log: Logger) {
+    this.deps = deps
+    this.minter = minter
+    this.log = log
+    this.server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => this.onRequest(req, res))
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      // TLS failures are logged where they happen; only HTTP parse errors get a 400.
+      if (!socket.writable || err.code === 'ECONNRESET' || err.code === 'EPIPE' || !(err.code ?? '').startsWith('HPE_')) { socket.destroy(); return }
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
+    })
+  }
+
+  /** Takes over a CONNECT socket that has just been answered with 200. */
+  accept (client: Socket, head: Buffer, info: TunnelInfo): void {
+    // Node drops its error listener from CONNECT sockets; a reset must not crash the process.
+    client.on('error', ignore)
+    if (head.length > 0) client.unshift(head)
+    // Until the first byte the http.Server's timeouts do not cover this socket.
+    client.setTimeout(HANDSHAKE_TIMEOUT_MS, () => client.destroy())
+    client.once('data', (first: Buffer) => {
+      client.setTimeout(0)
+      client.pause()
+      client.unshift(first)
+      if (first[0] === TLS_HANDSHAKE) this.startTls(client, info)
+      else this.startPlain(client, info)
+    })
+  }
+
+  private startTls (client: Socket, info: TunnelInfo): void {
+    let secureContext: tls.SecureContext
+    try {
+      secureContext = this.minter.contextFor(info.host)
+    } catch (err) {
+      this.log.info({ method: 'CONNECT', host: info.authority, error: (err as Error).message }, 'cannot intercept')
+      client.destroy()
+      return
+    }
+    const socket = new tls.TLSSocket(client, {
+      isServer: true,
+      secureContext,
+      SNICallback: this.minter.sniCallback,
+      // Requests are handled one by one over HTTP/1.1, as for plain proxying.
+      ALPNProtocols: ['http/1.1']
+    })
+    let secure = false
+    socket.once('secure', () => { secure = true })
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      if (!secure) {
+        // Almost always a client that does not trust the proxy's CA.
+        this.log.info({ method: 'CONNECT', host: info.authority, error: err.code ?? err.message, hint: 'does the client trust the session-proxy CA? (GET /_session/ca.pem)' }, 'TLS handshake with the client failed')
+      }
+    })
+    this.tunnels.set(socket, this.tunnel('https', info))
+    this.server.emit('connection', socket)
+  }
+
+  private startPlain (client: Socket, info: TunnelInfo): void {
+    this.tunnels.set(client, this.tunnel('http', info))
+    this.server.emit('connection', client)
+    client.resume()
+  }
+
+  private tunnel (scheme: 'http' | 'https', info: TunnelInfo): Tunnel {
+    const bracketed = info.host.includes(':') ? `[${info.host}]` : info.host
+    const defaultPort = scheme === 'https' ? 443 : 80
+    return {
+      scheme,
+      host: bracketed,
+      port: info.port,
+      authority: info.port === defaultPort ? bracketed : `${bracketed}:${info.port}`,
+      options: info.profile === undefined ? undefined : { profile: info.profile }
+    }
+  }
+
+  private targetFor (req: IncomingMessage): { target: Target, tunnel: Tunnel } {
+    const tunnel = this.tunnels.get(req.socket)
+    if (tunnel === undefined) throw new BadRequestError('SP_BAD_TARGET', 'request on an unknown tunnel')
+    const url = req.url ?? ''
+    if (url.charCodeAt(0) !== 47 /* '/' */) {
+      // Absolute form inside a tunnel is legal but must name the tunnel's origin.
+      const t = parseTarget(url)
+      if (t.host !== tunnel.host || t.port !== tunnel.port) throw new BadRequestError('SP_BAD_TARGET', `request for ${t.authority} inside a tunnel to ${tunnel.authority}`)
+      return { target: { ...t, scheme: tunnel.scheme }, tunnel }
+    }
+    const q = url.indexOf('?')
+    const target: Target = {
+      scheme: tunnel.scheme,
+      host: tunnel.host,
+      port: tunnel.port,
+      authority: tunnel.authority,
+      path: url,
+      cookieUrl: `${tunnel.scheme}://${tunnel.authority}${q === -1 ? url : url.slice(0, q)}`
+    }
+    return { target, tunnel }
+  }
+
+  private onRequest (req: IncomingMessage, res: ServerResponse): void {
+    let found
+    try {
+      found = this.targetFor(req)
+    } catch (err) {
+      sendProxyError(res, asProxyError(err))
+      return
+    }
+    forwardRequest(this.deps, req, res, found.target, found.tunnel.options)
+  }
+
+  private onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    let found
+    try {
+      found = this.targetFor(req)
+    } catch (err) {
+      writeRawError(socket, asProxyError(err))
+      return
+    }
+    forwardUpgrade(this.deps, req, socket, head, found.target, found.tunnel.options)
+  }
+}

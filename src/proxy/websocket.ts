@@ -1,0 +1,207 @@
+/**
+ * WebSocket upgrades (plain proxied, inside an intercepted tunnel, and in
+ * reverse mode). The handshake is an HTTP request like any other, so it gets
+ * the profile's cookies, default headers, the pool's dispatcher (TLS policy,
+ * upstream proxy, --connect-to) and the Set-Cookie capture; after the 101 the
+ * two sockets are piped together and frames pass untouched.
+ *
+ * Why not http-proxy's ws(): it opens its own http(s).request per upgrade,
+ * so it would bypass the undici pool, the per-host TLS policy, --connect-to
+ * and the upstream proxy, and it hands back no hook for the 101's headers
+ * before they reach the client. undici's dispatch with `upgrade` goes
+ * through exactly the path normal requests take and returns the raw socket.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { performance } from 'node:perf_hooks'
+import { SessionProxyError } from '../errors.js'
+import type { Profile } from '../session/profiles.js'
+import { resolveProfileName } from '../session/resolve-profile.js'
+import { appendVia, buildRequestHeaders, buildResponseHeaders, checkVia, mergeCookieHeaders, scanRequestHeaders } from './headers.js'
+import type { ForwardOptions, ProxyDeps } from './forward.js'
+import { asProxyError } from './respond.js'
+import type { Target } from './target.js'
+import { mapUpstreamError } from './upstream-errors.js'
+
+let nextUpgradeId = 1
+
+function ignore (): void {}
+
+/** A complete HTTP/1.1 response written straight to a socket that is not (yet) a WebSocket. */
+export function writeRawError (socket: Duplex, err: SessionProxyError): void {
+  const body = `session-proxy: ${err.message}\n`
+  const extra = err.statusCode === 407 ? 'proxy-authenticate: Basic realm="session-proxy"\r\n' : ''
+  socket.end(`HTTP/1.1 ${err.statusCode} ${statusText(err.statusCode)}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-session-proxy-error: ${err.code}\r\n${extra}connection: close\r\n\r\n${body}`)
+}
+
+function statusText (status: number): string {
+  switch (status) {
+    case 400: return 'Bad Request'
+    case 403: return 'Forbidden'
+    case 407: return 'Proxy Authentication Required'
+    case 501: return 'Not Implemented'
+    case 502: return 'Bad Gateway'
+    case 504: return 'Gateway Timeout'
+    case 508: return 'Loop Detected'
+    default: return 'Error'
+  }
+}
+
+function isWebSocket (req: IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade
+  return upgrade !== undefined && upgrade.split(',').some((t) => t.trim().toLowerCase() === 'websocket')
+}
+
+/** Forwards one `Upgrade: websocket` request and, on 101, joins the two sockets. */
+export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: Duplex, head: Buffer, target: Target, opts?: ForwardOptions): void {
+  const started = performance.now()
+  // Node removes its own error listener from upgraded sockets: without one,
+  // a client reset would be an uncaught exception. Closing is handled below.
+  client.on('error', ignore)
+  if (!isWebSocket(req)) {
+    writeRawError(client, new SessionProxyError('SP_UPGRADE_UNSUPPORTED', 501, `protocol upgrade to ${JSON.stringify(req.headers.upgrade ?? '')} is not supported (only websocket)`))
+    return
+  }
+  const raw = req.rawHeaders
+  const info = scanRequestHeaders(raw)
+  let profile: Profile
+  try {
+    checkVia(info.via, deps.via.pseudonym)
+    profile = deps.profiles.get(opts?.profile !== undefined && info.proxyAuthorization === undefined
+      ? opts.profile
+      : resolveProfileName(info.proxyAuthorization, info.profile, deps.proxyUsers))
+  } catch (err) {
+    const e = asProxyError(err)
+    writeRawError(client, e)
+    deps.log.info({ method: req.method, host: target.authority, status: e.statusCode, error: e.code, websocket: true }, 'rejected')
+    return
+  }
+  const cookie = mergeCookieHeaders(info.cookie, profile.jar.cookieHeader(target.cookieUrl, target.cookieUrl))
+  const defaults = profile.defaults.empty ? [] : profile.defaults.forHost(target.authority, target.host, target.port)
+  // Connection and Upgrade are hop-by-hop and dropped here; undici writes
+  // its own `connection: upgrade` / `upgrade: websocket`. The Sec-WebSocket-*
+  // headers pass as they are, so key, version, protocols and extensions are
+  // negotiated end to end.
+  const headers = buildRequestHeaders(raw, info, defaults, cookie, target.authority, appendVia(info.via, deps.via.entry))
+  const handler = new UpgradeHandler(deps, client, head, target, profile, started, opts?.rewriteResponseHeaders)
+  try {
+    deps.pool.dispatch(target, { path: target.path, method: req.method ?? 'GET', headers, upgrade: 'websocket', body: null }, handler)
+  } catch (err) {
+    handler.onError(err as Error)
+  }
+}
+
+function serializeHead (status: number, reason: string, headers: readonly string[]): string {
+  let out = `HTTP/1.1 ${status} ${reason}\r\n`
+  for (let i = 0; i < headers.length; i += 2) out += `${headers[i]!}: ${headers[i + 1]!}\r\n`
+  return out + '\r\n'
+}
+
+class UpgradeHandler {
+  private abort: ((err?: Error) => void) | null = null
+  private done = false
+  /** A non-101 answer is relayed as a plain response; this says its head went out. */
+  private relaying = false
+  private readonly id = nextUpgradeId++
+
+  constructor (
+    private readonly deps: ProxyDeps,
+    private readonly client: Duplex,
+    private readonly head: Buffer,
+    private readonly target: Target,
+    private readonly profile: Profile,
+    private readonly started: number,
+    private readonly rewrite: ((headers: string[]) => void) | undefined
+  ) {}
+
+  onConnect (abort: (err?: Error) => void): void {
+    this.abort = abort
+    if (this.client.destroyed) abort()
+    else this.client.once('close', this.onClientClose)
+  }
+
+  private readonly onClientClose = (): void => {
+    if (!this.done) this.abort?.(new Error('client closed the connection'))
+  }
+
+  onUpgrade (statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
+    this.client.off('close', this.onClientClose)
+    // undici strips every listener from the socket it hands over.
+    const closeBoth = (): void => { upstream.destroy(); this.client.destroy() }
+    upstream.on('error', closeBoth)
+    this.client.on('error', closeBoth)
+    const { headers, setCookies } = buildResponseHeaders(toBuffers(rawHeaders), this.deps.via.entry)
+    this.rewrite?.(headers)
+    headers.push('connection', 'Upgrade', 'upgrade', 'websocket')
+    const finish = (): void => {
+      if (this.client.destroyed) { upstream.destroy(); return }
+      this.done = true
+      this.client.write(serializeHead(statusCode, 'Switching Protocols', headers))
+      if (this.head.length > 0) upstream.write(this.head)
+      upstream.pipe(this.client)
+      this.client.pipe(upstream)
+      upstream.once('close', () => this.client.destroy())
+      this.client.once('close', () => {
+        upstream.destroy()
+        this.deps.log.info({ req: `ws${this.id}`, host: this.target.authority, profile: this.profile.name, ms: this.ms() }, 'websocket closed')
+      })
+      this.deps.log.info({ req: `ws${this.id}`, method: 'GET', host: this.target.authority, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'proxied')
+    }
+    const changed = setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.id)
+    // As for plain responses: the client sees the 101 only once the cookie
+    // changes it carries are in the journal.
+    if (changed && this.profile.pendingWrite !== null) this.profile.pendingWrite.then(finish, finish)
+    else finish()
+  }
+
+  // A refusal (401, 403, a redirect to a login page) is an ordinary
+  // response: relay it, with its cookies captured, and close.
+  onHeaders (statusCode: number, rawHeaders: Buffer[], _resume: () => void, statusText: string): boolean {
+    if (statusCode < 200) return true
+    this.relaying = true
+    const { headers, setCookies } = buildResponseHeaders(rawHeaders, this.deps.via.entry)
+    this.rewrite?.(headers)
+    if (setCookies !== null) this.profile.capture(setCookies, this.target.cookieUrl, this.id)
+    // The body is written as it arrives and delimited by closing the
+    // connection, so any framing header of the upstream's is dropped.
+    const kept: string[] = []
+    for (let i = 0; i < headers.length; i += 2) {
+      const lower = headers[i]!.toLowerCase()
+      if (lower !== 'content-length' && lower !== 'transfer-encoding') kept.push(headers[i]!, headers[i + 1]!)
+    }
+    kept.push('connection', 'close')
+    this.client.write(serializeHead(statusCode, statusText || 'Upgrade Refused', kept))
+    this.deps.log.info({ req: `ws${this.id}`, method: 'GET', host: this.target.authority, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'upgrade refused by upstream')
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    this.client.write(chunk)
+    return true
+  }
+
+  onComplete (): void {
+    this.done = true
+    this.client.off('close', this.onClientClose)
+    this.client.end()
+  }
+
+  onError (err: Error): void {
+    if (this.done) return
+    this.done = true
+    this.client.off('close', this.onClientClose)
+    const mapped = mapUpstreamError(err, this.target.authority)
+    if (this.relaying) this.client.destroy()
+    else writeRawError(this.client, mapped)
+    this.deps.log.info({ req: `ws${this.id}`, method: 'GET', host: this.target.authority, status: mapped.statusCode, ms: this.ms(), profile: this.profile.name, error: mapped.code, detail: mapped.message, websocket: true }, 'proxy error')
+  }
+
+  private ms (): number {
+    return Math.round((performance.now() - this.started) * 100) / 100
+  }
+}
+
+function toBuffers (raw: Buffer[] | string[] | null): Buffer[] {
+  if (raw === null) return []
+  return raw.map((h) => typeof h === 'string' ? Buffer.from(h, 'latin1') : h)
+}

@@ -1,0 +1,162 @@
+/**
+ * CSRF tokens: captured from responses, injected into later unsafe requests
+ * (POST, PUT, PATCH, DELETE) of the same profile and host. Presets cover
+ * Spring Security 6 (hidden `_csrf` input / `<meta name="_csrf">` sent as
+ * X-CSRF-TOKEN; `XSRF-TOKEN` cookie sent as X-XSRF-TOKEN) and Tomcat's
+ * RestCsrfPreventionFilter (`X-CSRF-Token: Fetch` on safe requests, the nonce
+ * comes back in `X-CSRF-Token`).
+ */
+import type { CsrfRuleConfig, ValueSource } from '../../config/autopilot-schema.js'
+import { ConfigError } from '../../errors.js'
+import type { DefaultHeader } from '../host-defaults.js'
+import { describeSource, headerValue, htmlMeta, needsBody, readValue, type ResponseView } from './values.js'
+
+export const UNSAFE_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+
+interface TokenRule {
+  source: ValueSource
+  sourceName: string
+  header: string | null
+  form: string | null
+  /** Values that are protocol words, not tokens (Tomcat's "Required"/"Fetch"). */
+  ignore: ReadonlySet<string>
+}
+
+export interface CapturedToken {
+  name: string
+  source: string
+  refreshed: boolean
+}
+
+function expand (config: CsrfRuleConfig, where: string): { rules: TokenRule[], refreshPath: string | null, refreshHeaders: Array<[string, string]>, fetchOnSafe: boolean } {
+  const rule = (source: ValueSource, to: { header?: string, form?: string }, ignore: string[] = []): TokenRule =>
+    ({ source, sourceName: describeSource(source), header: to.header ?? null, form: to.form ?? null, ignore: new Set(ignore.map((s) => s.toLowerCase())) })
+  switch (config.preset) {
+    case 'spring':
+      return {
+        rules: [
+          rule({ html: { input: '_csrf' } }, { header: 'X-CSRF-TOKEN' }),
+          rule({ html: { meta: '_csrf' } }, { header: 'X-CSRF-TOKEN' }),
+          rule({ cookie: 'XSRF-TOKEN' }, { header: 'X-XSRF-TOKEN' })
+        ],
+        refreshPath: config.refreshPath ?? '/',
+        refreshHeaders: Object.entries(config.refreshHeaders ?? {}),
+        fetchOnSafe: false
+      }
+    case 'spring-cookie':
+      return { rules: [rule({ cookie: 'XSRF-TOKEN' }, { header: 'X-XSRF-TOKEN' })], refreshPath: config.refreshPath ?? '/', refreshHeaders: Object.entries(config.refreshHeaders ?? {}), fetchOnSafe: false }
+    case 'tomcat':
+      return {
+        rules: [rule({ header: 'X-CSRF-Token' }, { header: 'X-CSRF-Token' }, ['Required', 'Fetch'])],
+        refreshPath: config.refreshPath ?? null,
+        refreshHeaders: Object.entries(config.refreshHeaders ?? { 'X-CSRF-Token': 'Fetch' }),
+        fetchOnSafe: true
+      }
+    default:
+      if (config.from === undefined || config.to === undefined) throw new ConfigError(`${where}: give a preset (spring, spring-cookie, tomcat) or both from and to`)
+      return { rules: [rule(config.from, config.to)], refreshPath: config.refreshPath ?? null, refreshHeaders: Object.entries(config.refreshHeaders ?? {}), fetchOnSafe: false }
+  }
+}
+
+export class CsrfRules {
+  private readonly rules: TokenRule[] = []
+  refreshPath: string | null = null
+  readonly refreshHeaders: Array<[string, string]> = []
+  private readonly fetchHeaders: DefaultHeader[] = []
+  /** Token values by rule index, for sources that are not cookies. */
+  private readonly tokens = new Map<number, { value: string, header: string | null }>()
+  readonly bodyKinds = new Set<'html' | 'json'>()
+
+  constructor (configs: CsrfRuleConfig[], where: string) {
+    configs.forEach((c, i) => {
+      const e = expand(c, `${where}[${i}]`)
+      this.rules.push(...e.rules)
+      if (e.refreshPath !== null && this.refreshPath === null) this.refreshPath = e.refreshPath
+      this.refreshHeaders.push(...e.refreshHeaders)
+      if (e.fetchOnSafe) for (const [name, value] of e.refreshHeaders) this.fetchHeaders.push([name.toLowerCase(), name, value])
+    })
+    for (const r of this.rules) {
+      const kind = needsBody(r.source)
+      if (kind !== null) this.bodyKinds.add(kind)
+    }
+  }
+
+  describe (): Array<{ source: string, header: string | null, form: string | null }> {
+    return this.rules.map((r) => ({ source: r.sourceName, header: r.header, form: r.form }))
+  }
+
+  /** Headers added to safe requests (Tomcat's fetch protocol). */
+  get safeRequestHeaders (): readonly DefaultHeader[] {
+    return this.fetchHeaders
+  }
+
+  /**
+   * Reads every rule's source from a response. Returns the tokens that are
+   * new or changed (cookie-sourced tokens live in the jar and are read at
+   * request time, so they are reported but not stored here).
+   */
+  capture (response: ResponseView, jarCookie: (name: string) => string | undefined): CapturedToken[] {
+    const found: CapturedToken[] = []
+    this.rules.forEach((rule, i) => {
+      if ('cookie' in rule.source) {
+        const v = response.setCookies.get(rule.source.cookie)
+        if (v !== undefined && v !== '') found.push({ name: rule.header ?? rule.form ?? rule.source.cookie, source: rule.sourceName, refreshed: jarCookie(rule.source.cookie) !== undefined })
+        return
+      }
+      const value = readValue(rule.source, response, jarCookie)
+      if (value === undefined || value === '' || rule.ignore.has(value.toLowerCase())) return
+      let header = rule.header
+      if ('html' in rule.source && rule.source.html.meta !== undefined && response.body !== null) {
+        header = htmlMeta(response.body, `${rule.source.html.meta}_header`) ?? header
+      }
+      const previous = this.tokens.get(i)
+      if (previous?.value === value) return
+      this.tokens.set(i, { value, header })
+      found.push({ name: header ?? rule.form ?? '', source: rule.sourceName, refreshed: previous !== undefined })
+    })
+    return found
+  }
+
+  /** Whether some rule has a token to send. */
+  hasToken (jarCookie: (name: string) => string | undefined): boolean {
+    return this.rules.some((r, i) => 'cookie' in r.source ? jarCookie(r.source.cookie) !== undefined : this.tokens.has(i))
+  }
+
+  /** Tokens are tied to the server session: a new login clears them. */
+  forget (): void {
+    this.tokens.clear()
+  }
+
+  /** Header tokens for an unsafe request. */
+  headers (jarCookie: (name: string) => string | undefined): DefaultHeader[] {
+    const out: DefaultHeader[] = []
+    this.rules.forEach((r, i) => {
+      const token = 'cookie' in r.source ? { value: jarCookie(r.source.cookie), header: r.header } : this.tokens.get(i)
+      const header = token?.header ?? r.header
+      if (header !== null && token?.value !== undefined) out.push([header.toLowerCase(), header, token.value])
+    })
+    return out
+  }
+
+  /** Form-field tokens for an unsafe urlencoded request. */
+  formFields (jarCookie: (name: string) => string | undefined): Array<[string, string]> {
+    const out: Array<[string, string]> = []
+    this.rules.forEach((r, i) => {
+      if (r.form === null) return
+      const value = 'cookie' in r.source ? jarCookie(r.source.cookie) : this.tokens.get(i)?.value
+      if (value !== undefined) out.push([r.form, value])
+    })
+    return out
+  }
+
+  /**
+   * A 403 to an unsafe request of a host with CSRF rules: Tomcat says so with
+   * `X-CSRF-Token: Required`; Spring's 403 carries no marker, so any 403 to
+   * an unsafe request counts (it costs one refresh and one retry at most).
+   */
+  isRejection (status: number, method: string, headers: readonly string[]): boolean {
+    if (status !== 403 || !UNSAFE_METHODS.has(method)) return false
+    const marker = headerValue(headers, 'x-csrf-token')
+    return marker === undefined || marker.toLowerCase() === 'required'
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * A login: a short sequence of requests. Presets expand to steps for the
+ * common Java setups; a custom flow lists its own steps. Secrets are read
+ * when the flow runs (so a rotated file is picked up) and never logged.
+ */
+import type { LoginConfig, LoginStep, ValueSource } from '../../config/autopilot-schema.js'
+import { ConfigError, SessionProxyError } from '../../errors.js'
+import { readSecret } from '../host-defaults.js'
+import { cookiesFromSetCookie, headerValue, readValue, type ResponseView } from './values.js'
+
+export class LoginFailedError extends SessionProxyError {
+  readonly step: string
+  constructor (flow: string, step: string, reason: string) {
+    super('SP_LOGIN_FAILED', 502, `login "${flow}" failed at step "${step}": ${reason}`)
+    this.name = 'LoginFailedError'
+    this.step = step
+  }
+}
+
+export interface StepResponse extends ResponseView {
+  status: number
+}
+
+/** Sends one login step; the caller adds cookies and stores Set-Cookie. */
+export type StepSender = (req: { method: string, url: string, headers: Array<[string, string]>, body?: Buffer }) => Promise<StepResponse>
+
+export interface LoginResult {
+  steps: number
+  /** The login token (json-token preset or `token`), ready to send. */
+  token: { header: string, value: string } | null
+}
+
+interface CompiledLogin {
+  name: string
+  steps: LoginStep[]
+  token: LoginConfig['token'] | null
+}
+
+function presetSteps (config: LoginConfig, where: string): { name: string, steps: LoginStep[], token: LoginConfig['token'] | null } {
+  const user = config.usernameField
+  const pass = config.passwordField
+  switch (config.preset) {
+    case 'spring-form': {
+      const path = config.loginPath ?? '/login'
+      return {
+        name: 'spring-form',
+        token: null,
+        steps: [
+          { name: 'login page', method: 'GET', url: path, extract: { csrf: { html: { input: '_csrf' } } } },
+          {
+            name: 'submit credentials',
+            method: 'POST',
+            url: path,
+            form: { [user ?? 'username']: '{{username}}', [pass ?? 'password']: '{{password}}', _csrf: '{{csrf}}' },
+            expect: { status: [301, 302, 303], locationNot: '[?&]error' }
+          }
+        ]
+      }
+    }
+    case 'tomcat-form':
+      // Tomcat only accepts j_security_check inside a session that was sent
+      // to the login page by a protected resource, so visit one first.
+      return {
+        name: 'tomcat-form',
+        token: null,
+        steps: [
+          { name: 'protected page', method: 'GET', url: config.startPath ?? '{{requestUrl}}', expect: { status: [200] } },
+          {
+            name: 'j_security_check',
+            method: 'POST',
+            url: config.loginPath ?? 'j_security_check',
+            form: { [user ?? 'j_username']: '{{username}}', [pass ?? 'j_password']: '{{password}}' },
+            expect: { status: [301, 302, 303] }
+          }
+        ]
+      }
+    case 'json-token':
+      return {
+        name: 'json-token',
+        token: config.token ?? { from: { json: config.tokenField ?? 'token' }, header: 'Authorization', prefix: 'Bearer ' },
+        steps: [{
+          name: 'token request',
+          method: 'POST',
+          url: config.loginPath ?? '/api/login',
+          json: { [user ?? 'username']: '{{username}}', [pass ?? 'password']: '{{password}}' },
+          expect: { status: [200, 201] }
+        }]
+      }
+    case 'basic-session':
+      return {
+        name: 'basic-session',
+        token: null,
+        steps: [{
+          name: 'basic login',
+          method: 'GET',
+          url: config.loginPath ?? '/',
+          headers: { Authorization: '{{basicAuth}}' },
+          expect: { status: [200, 204, 301, 302, 303] }
+        }]
+      }
+    default:
+      if (config.steps === undefined) throw new ConfigError(`${where}: give a preset (spring-form, tomcat-form, json-token, basic-session) or steps`)
+      return { name: 'custom', steps: config.steps, token: config.token ?? null }
+  }
+}
+
+function fill (template: string, vars: ReadonlyMap<string, string>): string {
+  return template.replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, (_m, name: string) => vars.get(name) ?? '')
+}
+
+function fillJson (value: unknown, vars: ReadonlyMap<string, string>): unknown {
+  if (typeof value === 'string') return fill(value, vars)
+  if (Array.isArray(value)) return value.map((v) => fillJson(v, vars))
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fillJson(v, vars)]))
+  return value
+}
+
+/** Joins a step URL to the base URL: absolute URLs stay, others hang off the base (context path kept). */
+export function resolveStepUrl (baseUrl: string, url: string): string {
+  if (/^https?:\/\//i.test(url)) return url
+  return baseUrl.replace(/\/+$/, '') + '/' + url.replace(/^\/+/, '')
+}
+
+export class LoginFlow {
+  readonly name: string
+  private readonly compiled: CompiledLogin
+  private readonly config: LoginConfig
+  private readonly where: string
+
+  constructor (config: LoginConfig, where: string) {
+    this.config = config
+    this.where = where
+    this.compiled = presetSteps(config, where)
+    this.name = this.compiled.name
+    // Fail at start-up on a secret that cannot be read.
+    if (config.password !== undefined) readSecret(config.password, `${where}.password`)
+  }
+
+  get stepCount (): number {
+    return this.compiled.steps.length
+  }
+
+  async run (baseUrl: string, requestUrl: string, send: StepSender, jarCookie: (name: string) => string | undefined): Promise<LoginResult> {
+    const vars = new Map<string, string>()
+    const username = this.config.username ?? ''
+    const password = this.config.password !== undefined ? readSecret(this.config.password, `${this.where}.password`) : ''
+    vars.set('username', username)
+    vars.set('password', password)
+    vars.set('basicAuth', 'Basic ' + Buffer.from(`${username}:${password}`, 'utf8').toString('base64'))
+    vars.set('requestUrl', requestUrl)
+    let last: StepResponse | null = null
+    let index = 0
+    for (const step of this.compiled.steps) {
+      index++
+      const stepName = step.name ?? `step ${index}`
+      const method = step.method ?? (step.form !== undefined || step.json !== undefined ? 'POST' : 'GET')
+      const headers: Array<[string, string]> = Object.entries(step.headers ?? {}).map(([k, v]) => [k, fill(v, vars)])
+      let body: Buffer | undefined
+      if (step.form !== undefined) {
+        const form = new URLSearchParams()
+        for (const [k, v] of Object.entries(step.form)) {
+          const value = fill(v, vars)
+          // An optional token that was not found is left out, not sent empty.
+          if (value !== '' || !/\{\{/.test(v)) form.append(k, value)
+        }
+        body = Buffer.from(form.toString())
+        headers.push(['content-type', 'application/x-www-form-urlencoded'])
+      } else if (step.json !== undefined) {
+        body = Buffer.from(JSON.stringify(fillJson(step.json, vars)))
+        headers.push(['content-type', 'application/json'])
+      }
+      const url = resolveStepUrl(baseUrl, fill(step.url, vars))
+      let res: StepResponse
+      try {
+        res = await send({ method, url, headers, body })
+      } catch (err) {
+        throw new LoginFailedError(this.name, stepName, (err as Error).message)
+      }
+      const expect = step.expect
+      if (expect?.status !== undefined && !expect.status.includes(res.status)) {
+        throw new LoginFailedError(this.name, stepName, `${method} ${url} answered ${res.status}, expected ${expect.status.join(' or ')}`)
+      }
+      const location = headerValue(res.headers, 'location')
+      if (expect?.locationNot !== undefined && location !== undefined && new RegExp(expect.locationNot).test(location)) {
+        throw new LoginFailedError(this.name, stepName, `redirected to ${location} (the server refused the credentials)`)
+      }
+      if (expect?.bodyNot !== undefined && res.body !== null && new RegExp(expect.bodyNot).test(res.body)) {
+        throw new LoginFailedError(this.name, stepName, `the response matches /${expect.bodyNot}/`)
+      }
+      for (const [name, source] of Object.entries(step.extract ?? {})) {
+        const value = readValue(source, res, jarCookie)
+        if (value !== undefined) vars.set(name, value)
+      }
+      last = res
+    }
+    return { steps: index, token: this.readToken(last, jarCookie) }
+  }
+
+  private readToken (last: StepResponse | null, jarCookie: (name: string) => string | undefined): LoginResult['token'] {
+    const token = this.compiled.token
+    if (token === null || token === undefined) return null
+    const value = readValue(token.from as ValueSource, last, jarCookie)
+    if (value === undefined || value === '') {
+      throw new LoginFailedError(this.name, 'token', `the last response has no token at ${JSON.stringify(token.from)}`)
+    }
+    return { header: token.header ?? 'Authorization', value: (token.prefix ?? (token.header === undefined ? 'Bearer ' : '')) + value }
+  }
+}
+
+export function toStepResponse (status: number, headers: string[], setCookies: string[] | null, body: string): StepResponse {
+  const contentType = headerValue(headers, 'content-type') ?? ''
+  return { status, headers, setCookies: cookiesFromSetCookie(setCookies), body, contentType }
+}
