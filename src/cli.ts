@@ -9,6 +9,7 @@ import { loadConfig, parsePort } from './config/load.js'
 import { ConfigError } from './errors.js'
 import { createLogger } from './log.js'
 import { runExplain } from './commands/explain.js'
+import { runLoginCommand } from './commands/login.js'
 import { createSessionProxy } from './server.js'
 import { CertificateAuthority } from './proxy/tls/ca.js'
 import { join } from 'node:path'
@@ -38,6 +39,7 @@ Options (environment variable in brackets; config-file key after it):
   --intercept-exclude HOST plain tunnel, no interception, for HOST (*.example.com); repeatable
                            connect.exclude
   --no-intercept           never intercept CONNECT: plain tunnels only connect.intercept
+  --allow-clients IP/CIDR  who may use the proxy when it listens beyond loopback; repeatable allowClients
   -h, --help               this help
   -v, --version            the version
 
@@ -51,6 +53,8 @@ Commands:
                            (created on first use in DATA_DIR/ca/)
   session-proxy explain URL [--profile P] [--method M]
                            which cookies would be sent to URL, and why not the others
+  session-proxy login PROFILE [--upstream HOST]
+                           run PROFILE's configured login flows now
 `
 
 interface Flags {
@@ -66,6 +70,7 @@ interface Flags {
   'connect-port'?: string[]
   'intercept-exclude'?: string[]
   'no-intercept'?: boolean
+  'allow-clients'?: string[]
   help?: boolean
   version?: boolean
 }
@@ -77,6 +82,7 @@ function fail (message: string): never {
 
 async function main (argv: string[]): Promise<void> {
   if (argv[0] === 'explain') { process.exitCode = await runExplain(argv.slice(1)); return }
+  if (argv[0] === 'login') { process.exitCode = await runLoginCommand(argv.slice(1)); return }
   // `session-proxy ca [options]` resolves the data dir like the server does.
   const caCommand = argv[0] === 'ca'
   if (caCommand) argv = argv.slice(1)
@@ -97,6 +103,7 @@ async function main (argv: string[]): Promise<void> {
         'connect-port': { type: 'string', multiple: true },
         'intercept-exclude': { type: 'string', multiple: true },
         'no-intercept': { type: 'boolean' },
+        'allow-clients': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' }
       },
@@ -117,6 +124,7 @@ async function main (argv: string[]): Promise<void> {
       dataDir: values['data-dir'],
       logLevel: values['log-level'],
       connectTo: values['connect-to'],
+      allowClients: values['allow-clients'],
       reverse: values.reverse,
       upstream: { proxy: values['upstream-proxy'], ca: values['upstream-ca'] },
       connect: {

@@ -28,6 +28,7 @@ import { parseTarget } from './proxy/target.js'
 import { handleConnect, type TunnelDeps } from './proxy/tunnel.js'
 import { UpstreamPool } from './proxy/upstream.js'
 import { caRoute } from './admin/ca-route.js'
+import { loginRoute } from './admin/login-route.js'
 import { Interceptor } from './proxy/intercept.js'
 import { isAdminPath, parseReverseBase, reverseOptions, reverseTarget } from './proxy/reverse.js'
 import { CertificateAuthority } from './proxy/tls/ca.js'
@@ -196,6 +197,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
   })
   void app.register(adminRoutes, { profiles, version: opts.version, startedAt: Date.now() })
   void app.register(caRoute, { certPem: ca.certPem })
+  void app.register(loginRoute, { deps })
   void app.register(observeRoutes, { profiles, observe })
   void app.register(pageRoutes)
 

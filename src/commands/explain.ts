@@ -109,8 +109,8 @@ export async function runExplain (argv: string[], out: Out = process.stdout, err
   try {
     response = await fetch(`${base}/_session/profiles/${encodeURIComponent(profile)}/explain?${q.toString()}`, { signal: AbortSignal.timeout(10_000) })
   } catch (e) {
-    const cause = (e as { cause?: { code?: string } }).cause
-    err.write(`session-proxy explain: cannot reach the proxy at ${base}: ${cause?.code ?? (e as Error).message}. Is it running? Give its address with --host/--port.\n`)
+    const cause = (e as { cause?: { code?: string, message?: string } }).cause
+    err.write(`session-proxy explain: cannot reach the proxy at ${base}: ${cause?.code ?? cause?.message ?? (e as Error).message}. Is it running? Give its address with --host/--port.\n`)
     return 1
   }
   const text = await response.text()

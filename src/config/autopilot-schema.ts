@@ -21,12 +21,16 @@ export interface LoginStep {
   json?: Record<string, unknown>
   /** Values to capture from this step's response into variables. */
   extract?: Record<string, ValueSource>
+  /** When the body does not match this regex, the session is already logged in: the flow ends here, successfully. */
+  loggedInUnlessBody?: string
   expect?: {
     status?: number[]
     /** Regex the Location header must not match (e.g. `[?&]error`). */
     locationNot?: string
     /** Regex the body must not match (e.g. a login error marker). */
     bodyNot?: string
+    /** Added to the failure message (presets use it to say what to configure). */
+    hint?: string
   }
 }
 
@@ -116,13 +120,15 @@ export function autopilotSchema (secretRef: object): object {
       form: strMap,
       json: { type: 'object' },
       extract: { type: 'object', additionalProperties: valueSource },
+      loggedInUnlessBody: str,
       expect: {
         type: 'object',
         additionalProperties: false,
         properties: {
           status: { type: 'array', items: { type: 'integer', minimum: 100, maximum: 599 } },
           locationNot: str,
-          bodyNot: str
+          bodyNot: str,
+          hint: str
         }
       }
     }

@@ -287,11 +287,11 @@ export class ManagedExchange {
  * Runs (or joins) the login of `pilot` for `profile`, with events. Used by
  * the managed path and by the admin API's on-demand login.
  */
-export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAutopilot, target: Target, requestId: number | null, generation: number, trigger: string): Promise<{ ran: boolean }> {
+export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAutopilot, target: Target, requestId: number | null, generation: number, trigger: string, ignoreBackoff = false): Promise<{ ran: boolean }> {
   const flow = pilot.login
   if (flow === null) throw new SessionProxyError('SP_NO_LOGIN', 404, `profile "${profile.name}" has no login configured for ${target.authority}`)
   const relogin = trigger === 'logged-out'
-  return await pilot.ensureLoggedIn(generation, async () => {
+  return await pilot.ensureLoggedIn(generation, ignoreBackoff, async () => {
     const started = Date.now()
     const id = requestId ?? allocateExchangeId()
     deps.events.record(profile.name, { type: 'login.started', requestId, flow: flow.name, trigger, relogin })

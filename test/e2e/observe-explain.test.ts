@@ -1,3 +1,4 @@
+import net from 'node:net'
 import t from 'tap'
 import { CLI, cleanup, curl, echoCookies, run, startProxy, startUpstream, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
 import { sleep } from '../observe/helpers.js'
@@ -5,6 +6,14 @@ import { sleep } from '../observe/helpers.js'
 interface Verdict { name: string, domain: string, path: string, sent: boolean, reasons: Array<{ code: string, message: string }> }
 interface Rule { name: string, value: string, rule: string, match: string, applies: boolean, note?: string }
 interface Result { profile: string, url: string, method: string, site: string, cookies: Verdict[], cookieHeader: string, headers: Rule[], auth: Rule[], csrf: Rule[], notes: string[] }
+
+async function freePort (): Promise<number> {
+  const s = net.createServer()
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+  const port = (s.address() as net.AddressInfo).port
+  await new Promise<void>((resolve) => s.close(() => resolve()))
+  return port
+}
 
 interface Ctx { proxy: ProxyProcess, up: Upstream }
 
@@ -190,9 +199,10 @@ t.test('session-proxy explain prints the same as a table', async (t) => {
   const missing = await run(process.execPath, [CLI, 'explain', 'http://x/', '--profile', 'nobody', '--port', String(ctx.proxy.port), '--host', '127.0.0.1'])
   t.equal(missing.code, 1)
   t.match(missing.stderr, /no profile named "nobody"/)
-  const down = await run(process.execPath, [CLI, 'explain', 'http://x/', '--port', '1', '--host', '127.0.0.1'])
+  const closed = await freePort()
+  const down = await run(process.execPath, [CLI, 'explain', 'http://x/', '--port', String(closed), '--host', '127.0.0.1'])
   t.equal(down.code, 1)
-  t.match(down.stderr, /cannot reach the proxy at http:\/\/127\.0\.0\.1:1: ECONNREFUSED/)
+  t.match(down.stderr, `cannot reach the proxy at http://127.0.0.1:${closed}: ECONNREFUSED`)
   const usage = await run(process.execPath, [CLI, 'explain'])
   t.equal(usage.code, 2)
   t.match(usage.stderr, /give exactly one URL/)

@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { isTomcatInstalled, startTomcat, type TomcatInstance } from '../fixtures/tomcat/tomcat.js'
-import { adminGet, cleanup, curl, startProxy, type ProxyProcess } from '../helpers/proxy.js'
+import { adminGet, cleanup, curl, runCli, startProxy, type ProxyProcess } from '../helpers/proxy.js'
 
 if (!isTomcatInstalled()) {
   t.fail('tomcat10 is not installed: .ci/run installs it (apt-get install tomcat10)')
@@ -19,7 +19,7 @@ if (!isTomcatInstalled()) {
     const rule = (user: string): Record<string, unknown> => ({
       match: `127.0.0.1:${tomcat.port}`,
       baseUrl: `${tomcat.baseUrl}/app`,
-      login: { preset: 'tomcat-form', username: user, password: { env: `${user.toUpperCase()}_PASSWORD` } },
+      login: { preset: 'tomcat-form', username: user, password: { env: `${user.toUpperCase()}_PASSWORD` }, ...(user === 'bob' ? { startPath: '/api/whoami' } : {}) },
       csrf: [{ preset: 'tomcat' }]
     })
     proxy = await startProxy({
@@ -95,6 +95,28 @@ if (!isTomcatInstalled()) {
     const results = await Promise.all(Array.from({ length: 6 }, async () => await whoami('bob')))
     t.same(results.map((r) => r.json?.user), Array(6).fill('bob'), 'every request succeeded')
     t.equal(await countLogins() - before, 1, 'with a single login')
+  })
+
+  t.test('login on demand: admin API and `session-proxy login`', async (t) => {
+    const before = ((await adminGet(proxy, '/_session/profiles/bob/events')).json as { events: Array<{ type: string }> }).events.filter((e) => e.type === 'login.succeeded').length
+    const api = await curl(['-X', 'POST', `${proxy.url}/_session/profiles/bob/login`])
+    t.equal(api.status, 200, api.stdout)
+    t.match(JSON.parse(api.stdout), { profile: 'bob', logins: [{ host: `127.0.0.1:${tomcat.port}`, flow: 'tomcat-form', ok: true }] })
+    const cli = runCli(['login', 'bob', '--port', String(proxy.port), '--host', '127.0.0.1'])
+    t.equal(cli.status, 0, cli.stderr)
+    t.match(cli.stdout, new RegExp(`bob: logged in to 127.0.0.1:${tomcat.port} \\(tomcat-form, \\d+ ms\\)`))
+    const after = ((await adminGet(proxy, '/_session/profiles/bob/events')).json as { events: Array<{ type: string }> }).events.filter((e) => e.type === 'login.succeeded').length
+    t.equal(after - before, 2, 'each ran a login')
+    t.equal((await whoami('bob')).json?.user, 'bob', 'and the session works')
+    const noStart = await curl(['-X', 'POST', `${proxy.url}/_session/profiles/alice/login`])
+    t.equal(noStart.status, 502, 'tomcat-form without startPath cannot log in on demand')
+    t.match(JSON.parse(noStart.stdout).message, /set login.startPath to a URL under the security constraint/)
+    const none = await curl(['-X', 'POST', `${proxy.url}/_session/profiles/default/login`])
+    t.equal(none.status, 404)
+    t.match(JSON.parse(none.stdout), { error: 'SP_NO_LOGIN', message: /has no login flow/ })
+    const cliFail = runCli(['login', 'default', '--port', String(proxy.port)])
+    t.equal(cliFail.status, 1)
+    t.match(cliFail.stderr, /session-proxy login: profile "default" has no login flow/)
   })
 
   t.test('a failed login gives a clear 502 naming the step, and backs off', async (t) => {

@@ -106,13 +106,13 @@ export class HostAutopilot {
    * the caller just replays). Concurrent callers share one run. After a
    * failure, later calls fail fast until the back-off has passed.
    */
-  async ensureLoggedIn (sentGeneration: number, run: () => Promise<LoginResult>): Promise<{ ran: boolean }> {
+  async ensureLoggedIn (sentGeneration: number, ignoreBackoff: boolean, run: () => Promise<LoginResult>): Promise<{ ran: boolean }> {
     if (this.generation !== sentGeneration) return { ran: false }
     if (this.running !== null) {
       await this.running
       return { ran: false }
     }
-    if (Date.now() < this.retryAt && this.lastLoginFailure !== null) {
+    if (!ignoreBackoff && Date.now() < this.retryAt && this.lastLoginFailure !== null) {
       const wait = Math.ceil((this.retryAt - Date.now()) / 1000)
       throw new LoginFailedError(this.login?.name ?? 'login', this.lastLoginFailure.step, `${this.lastLoginFailure.message.replace(/^login "[^"]*" failed at step "[^"]*": /, '')} (failed recently; next attempt in ${wait} s)`)
     }

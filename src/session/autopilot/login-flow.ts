@@ -64,7 +64,14 @@ function presetSteps (config: LoginConfig, where: string): { name: string, steps
         name: 'tomcat-form',
         token: null,
         steps: [
-          { name: 'protected page', method: 'GET', url: config.startPath ?? '{{requestUrl}}', expect: { status: [200] } },
+          {
+            name: 'protected page',
+            method: 'GET',
+            url: config.startPath ?? '{{requestUrl}}',
+            // A live session shows the page itself, not the login form.
+            loggedInUnlessBody: 'j_security_check',
+            expect: { status: [200], hint: config.startPath === undefined ? 'set login.startPath to a URL under the security constraint, so a login can start from it' : undefined }
+          },
           {
             name: 'j_security_check',
             method: 'POST',
@@ -178,7 +185,8 @@ export class LoginFlow {
       }
       const expect = step.expect
       if (expect?.status !== undefined && !expect.status.includes(res.status)) {
-        throw new LoginFailedError(this.name, stepName, `${method} ${url} answered ${res.status}, expected ${expect.status.join(' or ')}`)
+        const hint = expect.hint
+        throw new LoginFailedError(this.name, stepName, `${method} ${url} answered ${res.status}, expected ${expect.status.join(' or ')}${hint !== undefined ? ` (${hint})` : ''}`)
       }
       const location = headerValue(res.headers, 'location')
       if (expect?.locationNot !== undefined && location !== undefined && new RegExp(expect.locationNot).test(location)) {
@@ -186,6 +194,9 @@ export class LoginFlow {
       }
       if (expect?.bodyNot !== undefined && res.body !== null && new RegExp(expect.bodyNot).test(res.body)) {
         throw new LoginFailedError(this.name, stepName, `the response matches /${expect.bodyNot}/`)
+      }
+      if (step.loggedInUnlessBody !== undefined && res.body !== null && !new RegExp(step.loggedInUnlessBody).test(res.body)) {
+        return { steps: index, token: null }
       }
       for (const [name, source] of Object.entries(step.extract ?? {})) {
         const value = readValue(source, res, jarCookie)
