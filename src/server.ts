@@ -29,6 +29,7 @@ import { handleConnect, type TunnelDeps } from './proxy/tunnel.js'
 import { UpstreamPool } from './proxy/upstream.js'
 import { caRoute } from './admin/ca-route.js'
 import { loginRoute } from './admin/login-route.js'
+import { createAccessLogger } from './log.js'
 import { Interceptor } from './proxy/intercept.js'
 import { isAdminPath, parseReverseBase, reverseOptions, reverseTarget } from './proxy/reverse.js'
 import { CertificateAuthority } from './proxy/tls/ca.js'
@@ -88,7 +89,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
   const via: ViaIdentity = { pseudonym, entry: `1.1 ${pseudonym}` }
   const users = proxyUsers(config)
   const events = new SessionEvents(config.events, config.dataDir, log)
-  const deps: ProxyDeps = { pool, profiles, log, via, proxyUsers: users, observers: [], events }
+  const deps: ProxyDeps = { pool, profiles, log, accessLog: createAccessLogger(log), via, proxyUsers: users, observers: [], events }
   const observe = createObservability({ config, profiles, pool, deps, events, log, version: opts.version })
   const upgradedSockets = new Set<Socket>()
   const tunnelDeps: TunnelDeps = {

@@ -63,6 +63,8 @@ export interface ProxyDeps {
   pool: UpstreamPool
   profiles: ProfileRegistry
   log: Logger
+  /** One line per exchange (createAccessLogger): no redaction pass, no header values. */
+  accessLog: Logger
   via: ViaIdentity
   /** proxyAuth users (name to password), or null when auth is off. */
   proxyUsers: ReadonlyMap<string, string> | null
@@ -105,7 +107,7 @@ export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: Serv
   } catch (err) {
     const e = asProxyError(err)
     sendProxyError(res, e)
-    deps.log.info({ method: req.method, host: target.authority, status: e.statusCode, ms: msSince(started), error: e.code }, 'rejected')
+    deps.accessLog.info({ method: req.method, host: target.authority, status: e.statusCode, ms: msSince(started), error: e.code }, 'rejected')
     return
   }
   if (profile.autopilot !== null) {
@@ -249,7 +251,7 @@ class ForwardHandler {
   }
 
   private logDone (error: string | undefined, message?: string): void {
-    const log = this.deps.log
+    const log = this.deps.accessLog
     const x = this.x
     if (error === undefined) {
       if (log.isLevelEnabled('info')) {

@@ -277,8 +277,8 @@ export class ManagedExchange {
   private done (error: string | undefined, message?: string): void {
     const x = this.x
     const fields = { req: x.id, method: x.method, host: this.target.authority, status: x.status, ms: msSince(x.started), profile: this.profile.name }
-    if (error === undefined) this.deps.log.info(fields, 'proxied')
-    else this.deps.log.info({ ...fields, error, detail: message }, 'proxy error')
+    if (error === undefined) this.deps.accessLog.info(fields, 'proxied')
+    else this.deps.accessLog.info({ ...fields, error, detail: message }, 'proxy error')
     for (const o of this.deps.observers) o.onDone?.(x)
   }
 }

@@ -19,6 +19,7 @@ interface CachedHeader {
 }
 
 const MAX_CACHED_HEADERS = 256
+const MAX_APPLIED_LINES = 1024
 
 export class SessionJar {
   readonly store: ObservedCookieStore
@@ -28,6 +29,15 @@ export class SessionJar {
   onChange: ((change: CookieChange) => void) | null = null
   onReject: ((rejected: RejectedCookie) => void) | null = null
   private readonly headerCache = new Map<string, CachedHeader>()
+  /**
+   * Set-Cookie lines already applied from a URL, with the jar version they
+   * left behind. Servers repeat the same Set-Cookie on every response; while
+   * the jar has not changed since, applying it again changes nothing
+   * (tough-cookie keeps the first creation time, so even Max-Age does not
+   * move; a deletion finds nothing left to delete), and skipping it saves a
+   * parse, a URL parse and a public-suffix lookup per response.
+   */
+  private readonly applied = new Map<string, number>()
 
   constructor (limits: CookieStoreLimits) {
     this.store = new ObservedCookieStore(limits)
@@ -77,11 +87,16 @@ export class SessionJar {
   capture (setCookies: readonly string[], url: string): boolean {
     const before = this.version
     for (const line of setCookies) {
+      const key = line + '\u0000' + url
+      if (this.applied.get(key) === this.version) continue
       try {
         this.jar.setCookieSync(line, url, { ignoreError: false })
       } catch (err) {
         this.onReject?.({ setCookie: line, url, reason: (err as Error).message })
+        continue
       }
+      if (this.applied.size >= MAX_APPLIED_LINES) this.applied.clear()
+      this.applied.set(key, this.version)
     }
     return this.version !== before
   }
