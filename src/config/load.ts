@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { homedir } from 'node:os'
 import { extname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,8 +12,17 @@ export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL('../../config/default.y
 
 type PlainObject = Record<string, unknown>
 
-const ajv = new Ajv({ allErrors: true, strict: false })
-const validateConfig = ajv.compile(configSchema)
+type Validator = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null }
+
+/** The build precompiles the schema (scripts/compile-config-validator.mjs); compile here only without it. */
+function loadValidator (): Validator {
+  try {
+    return createRequire(import.meta.url)('./config-validator.cjs') as Validator
+  } catch {
+    return new Ajv({ allErrors: true, strict: false }).compile(configSchema) as Validator
+  }
+}
+const validateConfig = loadValidator()
 
 function isPlainObject (value: unknown): value is PlainObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
