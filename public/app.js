@@ -100,7 +100,7 @@ async function deleteCookie (c) {
 
 function scheduleRefresh () {
   clearTimeout(state.refreshTimer)
-  state.refreshTimer = setTimeout(() => { loadCookies().catch(showError); loadProfiles().catch(showError) }, 150)
+  state.refreshTimer = setTimeout(() => { loadCookies().catch(showError); loadProfiles().catch(showError); loadCapture().catch(showError) }, 150)
 }
 
 // Capture ------------------------------------------------------------------
@@ -153,7 +153,7 @@ function renderEvent (e) {
   const [title, detail] = describe(e)
   const time = new Date(e.time)
   const li = el('li', { class: `event ${tone(e)} cat-${category(e.type)}`, 'data-type': e.type, 'data-seq': e.seq },
-    el('time', { datetime: e.time, title: e.time }, time.toLocaleTimeString()),
+    el('time', { datetime: e.time, title: e.time }, time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false })),
     el('span', { class: 'type' }, e.type),
     el('span', { class: 'title' }, title,
       e.type === 'session.rotated' && e.fixation ? el('span', { class: 'badge' }, 'fixation protection') : null),
@@ -170,7 +170,7 @@ function addEvents (events) {
     if (e.seq <= state.lastSeq) continue
     state.lastSeq = e.seq
     list.prepend(renderEvent(e))
-    if (e.type.startsWith('cookie.') || e.type === 'jar.cleared' || e.type === 'session.rotated') scheduleRefresh()
+    scheduleRefresh()
   }
   while (list.children.length > 500) list.lastElementChild.remove()
   $('timeline-empty').hidden = list.children.length > 0

@@ -13,6 +13,7 @@ import { DEFAULT_CAPTURE, TrafficCapture } from './capture.js'
 import { CookieEventWiring } from './cookie-events.js'
 import type { SessionEvents } from './events.js'
 import type { ExplainContributor } from './explain.js'
+import { csrfContributor, loginContributor } from './explain-autopilot.js'
 import { Metrics } from './metrics.js'
 
 export interface Observability {
@@ -52,7 +53,7 @@ export function createObservability (opts: ObservabilityOptions): Observability 
     events,
     capture,
     metrics,
-    explainContributors: [],
+    explainContributors: [loginContributor, csrfContributor],
     version: opts.version,
     close: async () => { await events.close() }
   }

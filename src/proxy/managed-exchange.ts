@@ -290,7 +290,9 @@ export class ManagedExchange {
 export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAutopilot, target: Target, requestId: number | null, generation: number, trigger: string, ignoreBackoff = false): Promise<{ ran: boolean }> {
   const flow = pilot.login
   if (flow === null) throw new SessionProxyError('SP_NO_LOGIN', 404, `profile "${profile.name}" has no login configured for ${target.authority}`)
-  const relogin = trigger === 'logged-out'
+  // A re-login replaces a session this process had; the first login of a
+  // profile (also when a logged-out answer triggered it) is not one.
+  const relogin = pilot.generation > 0
   return await pilot.ensureLoggedIn(generation, ignoreBackoff, async () => {
     const started = Date.now()
     const id = requestId ?? allocateExchangeId()

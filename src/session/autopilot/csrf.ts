@@ -65,6 +65,8 @@ export class CsrfRules {
   private readonly fetchHeaders: DefaultHeader[] = []
   /** Token values by rule index, for sources that are not cookies. */
   private readonly tokens = new Map<number, { value: string, header: string | null }>()
+  /** The last value seen of cookie sources (the token itself lives in the jar). */
+  private readonly cookieSeen = new Map<number, string>()
   readonly bodyKinds = new Set<'html' | 'json'>()
 
   constructor (configs: CsrfRuleConfig[], where: string) {
@@ -99,8 +101,14 @@ export class CsrfRules {
     const found: CapturedToken[] = []
     this.rules.forEach((rule, i) => {
       if ('cookie' in rule.source) {
+        // Compared with what this rule saw before, not with the jar: the
+        // response's cookies are already stored when tokens are captured.
         const v = response.setCookies.get(rule.source.cookie)
-        if (v !== undefined && v !== '') found.push({ name: rule.header ?? rule.form ?? rule.source.cookie, source: rule.sourceName, refreshed: jarCookie(rule.source.cookie) !== undefined })
+        if (v === undefined || v === '') return
+        const previous = this.cookieSeen.get(i)
+        if (previous === v) return
+        this.cookieSeen.set(i, v)
+        found.push({ name: rule.header ?? rule.form ?? rule.source.cookie, source: rule.sourceName, refreshed: previous !== undefined })
         return
       }
       const value = readValue(rule.source, response, jarCookie)
@@ -125,6 +133,7 @@ export class CsrfRules {
   /** Tokens are tied to the server session: a new login clears them. */
   forget (): void {
     this.tokens.clear()
+    this.cookieSeen.clear()
   }
 
   /** Header tokens for an unsafe request. */
