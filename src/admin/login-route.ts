@@ -13,9 +13,9 @@ import type { HostAutopilot } from '../session/autopilot/host-autopilot.js'
 
 function targetOf (pilot: HostAutopilot): Target | null {
   if (pilot.rule.baseUrl !== undefined) return parseTarget(pilot.rule.baseUrl)
-  if (pilot.pattern.wildcard !== 'none') return null
-  const port = pilot.pattern.port
-  return parseTarget(`http://${pilot.pattern.host}${port !== null ? `:${port}` : ''}/`)
+  // A pattern without a wildcard names one host: log in there.
+  if (pilot.rule.match.includes('*')) return null
+  return parseTarget(`http://${pilot.rule.match}/`)
 }
 
 export async function loginRoute (app: FastifyInstance, opts: { deps: ProxyDeps }): Promise<void> {

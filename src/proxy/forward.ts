@@ -17,7 +17,7 @@ import type { SessionEvents } from '../observe/events.js'
 import type { Profile, ProfileRegistry } from '../session/profiles.js'
 import { resolveProfileName } from '../session/resolve-profile.js'
 import type { DefaultHeader } from '../session/host-defaults.js'
-import { appendVia, buildRequestHeaders, buildResponseHeaders, checkVia, mergeCookieHeaders, scanRequestHeaders } from './headers.js'
+import { appendVia, buildRequestHeaders, buildResponseHeaders, checkVia, mergeCookieHeaders, scanRequestHeaders, type RequestHeaderInfo } from './headers.js'
 import { asProxyError, sendProxyError } from './respond.js'
 import type { Target } from './target.js'
 import type { UpstreamPool } from './upstream.js'
@@ -94,16 +94,25 @@ export function allocateExchangeId (): number {
 
 const NO_DEFAULTS: readonly DefaultHeader[] = []
 
+/**
+ * Checks for a loop, then finds the request's profile: its own
+ * Proxy-Authorization, else the tunnel's (CONNECT) profile, else
+ * X-Session-Profile, else "default". Throws a typed error (400/407/508).
+ */
+export function resolveRequestProfile (deps: ProxyDeps, info: RequestHeaderInfo, opts: ForwardOptions | undefined): Profile {
+  checkVia(info.via, deps.via.pseudonym)
+  return deps.profiles.get(opts?.profile !== undefined && info.proxyAuthorization === undefined
+    ? opts.profile
+    : resolveProfileName(info.proxyAuthorization, info.profile, deps.proxyUsers))
+}
+
 export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, target: Target, opts?: ForwardOptions): void {
   const started = performance.now()
   const raw = req.rawHeaders
   const info = scanRequestHeaders(raw)
   let profile: Profile
   try {
-    checkVia(info.via, deps.via.pseudonym)
-    profile = deps.profiles.get(opts?.profile !== undefined && info.proxyAuthorization === undefined
-      ? opts.profile
-      : resolveProfileName(info.proxyAuthorization, info.profile, deps.proxyUsers))
+    profile = resolveRequestProfile(deps, info, opts)
   } catch (err) {
     const e = asProxyError(err)
     sendProxyError(res, e)

@@ -16,9 +16,8 @@ import type { Duplex } from 'node:stream'
 import { performance } from 'node:perf_hooks'
 import { SessionProxyError } from '../errors.js'
 import type { Profile } from '../session/profiles.js'
-import { resolveProfileName } from '../session/resolve-profile.js'
-import { appendVia, buildRequestHeaders, buildResponseHeaders, checkVia, mergeCookieHeaders, scanRequestHeaders } from './headers.js'
-import type { ForwardOptions, ProxyDeps } from './forward.js'
+import { appendVia, buildRequestHeaders, buildResponseHeaders, mergeCookieHeaders, scanRequestHeaders } from './headers.js'
+import { resolveRequestProfile, type ForwardOptions, type ProxyDeps } from './forward.js'
 import { asProxyError } from './respond.js'
 import type { Target } from './target.js'
 import { mapUpstreamError } from './upstream-errors.js'
@@ -66,10 +65,7 @@ export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: D
   const info = scanRequestHeaders(raw)
   let profile: Profile
   try {
-    checkVia(info.via, deps.via.pseudonym)
-    profile = deps.profiles.get(opts?.profile !== undefined && info.proxyAuthorization === undefined
-      ? opts.profile
-      : resolveProfileName(info.proxyAuthorization, info.profile, deps.proxyUsers))
+    profile = resolveRequestProfile(deps, info, opts)
   } catch (err) {
     const e = asProxyError(err)
     writeRawError(client, e)

@@ -5,32 +5,14 @@
  */
 import { readFileSync } from 'node:fs'
 import { ConfigError } from '../errors.js'
+import { compileHostPattern, type HostPattern } from '../net/host-pattern.js'
 import type { AuthRule, HostRule, SecretRef } from '../config/schema.js'
 
 /** [lower-case name, name, value] */
 export type DefaultHeader = readonly [string, string, string]
 
-export interface HostPattern {
-  host: string
-  wildcard: 'none' | 'subdomains' | 'all'
-  port: number | null
-}
-
-/** Compiles `api.example.com`, `*.example.com`, `*`, each optionally with `:port`. */
-export function compileHostPattern (match: string): HostPattern {
-  let pattern = match.toLowerCase()
-  let port: number | null = null
-  const portMatch = /:(\d+)$/.exec(pattern)
-  if (portMatch !== null && !pattern.endsWith(']')) {
-    port = Number(portMatch[1])
-    pattern = pattern.slice(0, portMatch.index)
-  }
-  if (pattern === '*') return { host: '', wildcard: 'all', port }
-  if (pattern.startsWith('*.')) return { host: pattern.slice(1), wildcard: 'subdomains', port }
-  return { host: pattern, wildcard: 'none', port }
-}
-
-interface CompiledRule extends HostPattern {
+interface CompiledRule {
+  pattern: HostPattern
   headers: DefaultHeader[]
   /** Where the rule is configured (`hosts[0]`, `profiles.alice.hosts[1]`) and its pattern: for explain. */
   where: string
@@ -82,17 +64,9 @@ function compile (rule: HostRule, where: string, env: NodeJS.ProcessEnv): Compil
   }
   if (rule.auth !== undefined && rule.auth !== null) headers.push(['authorization', 'Authorization', authHeader(rule.auth, `${where}.auth`, env)])
   const about = { where, match: rule.match, auth: rule.auth == null ? null : { type: rule.auth.type, username: rule.auth.type === 'basic' ? rule.auth.username : null } }
-  return { ...compileHostPattern(rule.match), headers, ...about }
+  return { pattern: compileHostPattern(rule.match), headers, ...about }
 }
 
-export function hostMatches (rule: HostPattern, host: string, port: number): boolean {
-  if (rule.port !== null && rule.port !== port) return false
-  switch (rule.wildcard) {
-    case 'all': return true
-    case 'subdomains': return host.endsWith(rule.host)
-    case 'none': return host === rule.host
-  }
-}
 
 export class HostDefaults {
   private readonly rules: CompiledRule[]
@@ -116,7 +90,7 @@ export class HostDefaults {
     if (found !== undefined) return found
     const byName = new Map<string, DefaultHeader>()
     for (const rule of this.rules) {
-      if (!hostMatches(rule, host, port)) continue
+      if (!rule.pattern.matches(host, port)) continue
       for (const h of rule.headers) byName.set(h[0], h)
     }
     found = [...byName.values()]
@@ -130,7 +104,7 @@ export class HostDefaults {
     const out: DefaultHeaderSource[] = []
     const byName = new Map<string, DefaultHeaderSource>()
     for (const rule of this.rules) {
-      if (!hostMatches(rule, host, port)) continue
+      if (!rule.pattern.matches(host, port)) continue
       for (const [lower, name, value] of rule.headers) {
         const auth = lower === 'authorization' && rule.auth !== null
         const shown = auth

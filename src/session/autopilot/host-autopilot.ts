@@ -5,7 +5,8 @@
  */
 import type { AutopilotRule } from '../../config/autopilot-schema.js'
 import { ConfigError } from '../../errors.js'
-import { compileHostPattern, hostMatches, type DefaultHeader, type HostPattern } from '../host-defaults.js'
+import type { DefaultHeader } from '../host-defaults.js'
+import { compileHostPattern, type HostPattern } from '../../net/host-pattern.js'
 import { CsrfRules, UNSAFE_METHODS, type CapturedToken } from './csrf.js'
 import { DEFAULT_LOGGED_OUT, LoggedOutDetector } from './logged-out.js'
 import { LoginFailedError, LoginFlow, type LoginResult } from './login-flow.js'
@@ -64,7 +65,7 @@ export class HostAutopilot {
   }
 
   matches (host: string, port: number): boolean {
-    return hostMatches(this.pattern, host, port)
+    return this.pattern.matches(host, port)
   }
 
   baseUrl (scheme: string, authority: string): string {
