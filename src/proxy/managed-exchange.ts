@@ -41,7 +41,7 @@ interface RequestBody {
 async function readBody (req: IncomingMessage, limit: number): Promise<RequestBody> {
   const chunks: Buffer[] = []
   let size = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     chunks.push(chunk)
     size += chunk.length
     if (size > limit) {
@@ -297,12 +297,14 @@ export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAu
     const started = Date.now()
     const id = requestId ?? allocateExchangeId()
     deps.events.record(profile.name, { type: 'login.started', requestId, flow: flow.name, trigger, relogin })
+    pilot.clearSessionHeaders()
     try {
       const result = await flow.run(
         pilot.baseUrl(target.scheme, target.authority),
         `${target.scheme}://${target.authority}${target.path}`,
         async (req) => {
-          const r = await sendWithSession(deps, profile, { method: req.method, url: req.url, headers: req.headers, body: req.body }, id)
+          const r = await sendWithSession(deps, profile, { method: req.method, url: req.url, headers: req.headers, body: req.body }, id, pilot.sessionHeaders)
+          pilot.captureSessionHeaders(r.headers)
           return toStepResponse(r.status, r.headers, r.setCookies, r.body)
         },
         jarCookieReader(profile, target)

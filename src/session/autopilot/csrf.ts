@@ -64,7 +64,8 @@ export class CsrfRules {
   readonly refreshHeaders: Array<[string, string]> = []
   private readonly fetchHeaders: DefaultHeader[] = []
   /** Token values by rule index, for sources that are not cookies. */
-  private readonly tokens = new Map<number, { value: string, header: string | null }>()
+  private readonly tokens = new Map<number, { value: string, header: string | null, seq: number }>()
+  private seq = 0
   /** The last value seen of cookie sources (the token itself lives in the jar). */
   private readonly cookieSeen = new Map<number, string>()
   readonly bodyKinds = new Set<'html' | 'json'>()
@@ -119,7 +120,7 @@ export class CsrfRules {
       }
       const previous = this.tokens.get(i)
       if (previous?.value === value) return
-      this.tokens.set(i, { value, header })
+      this.tokens.set(i, { value, header, seq: ++this.seq })
       found.push({ name: header ?? rule.form ?? '', source: rule.sourceName, refreshed: previous !== undefined })
     })
     return found
@@ -138,13 +139,16 @@ export class CsrfRules {
 
   /** Header tokens for an unsafe request. */
   headers (jarCookie: (name: string) => string | undefined): DefaultHeader[] {
-    const out: DefaultHeader[] = []
+    const byName = new Map<string, { h: DefaultHeader, seq: number }>()
     this.rules.forEach((r, i) => {
-      const token = 'cookie' in r.source ? { value: jarCookie(r.source.cookie), header: r.header } : this.tokens.get(i)
+      const token = 'cookie' in r.source ? { value: jarCookie(r.source.cookie), header: r.header, seq: 0 } : this.tokens.get(i)
       const header = token?.header ?? r.header
-      if (header !== null && token?.value !== undefined) out.push([header.toLowerCase(), header, token.value])
+      if (header === null || token?.value === undefined) return
+      const lower = header.toLowerCase()
+      const prev = byName.get(lower)
+      if (prev === undefined || token.seq > prev.seq) byName.set(lower, { h: [lower, header, token.value], seq: token.seq })
     })
-    return out
+    return [...byName.values()].map((v) => v.h)
   }
 
   /** Form-field tokens for an unsafe urlencoded request. */

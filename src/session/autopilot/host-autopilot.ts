@@ -8,7 +8,7 @@ import { ConfigError } from '../../errors.js'
 import type { DefaultHeader } from '../host-defaults.js'
 import { compileHostPattern, type HostPattern } from '../../net/host-pattern.js'
 import { CsrfRules, UNSAFE_METHODS, type CapturedToken } from './csrf.js'
-import { DEFAULT_LOGGED_OUT, LoggedOutDetector } from './logged-out.js'
+import { DEFAULT_LOGGED_OUT, LOGIN_REDIRECT, LoggedOutDetector } from './logged-out.js'
 import { LoginFailedError, LoginFlow, type LoginResult } from './login-flow.js'
 import { headerValue, type ResponseView } from './values.js'
 
@@ -21,7 +21,7 @@ function loggedOutDefaults (rule: AutopilotRule): AutopilotRule['loggedOut'] {
       // Tomcat answers a lost session with its login page and status 200.
       return { status: [401], body: 'j_security_check' }
     case 'spring-form':
-      return { status: [401], redirect: '/login/?(\\?.*)?$' }
+      return { status: [401], redirect: LOGIN_REDIRECT }
     default:
       return DEFAULT_LOGGED_OUT
   }
@@ -92,14 +92,26 @@ export class HostAutopilot {
 
   /** Stores session headers and CSRF tokens a response carries. */
   capture (view: ResponseView, jarCookie: (name: string) => string | undefined): CapturedToken[] {
+    this.captureSessionHeaders(view.headers)
+    return this.csrf?.capture(view, jarCookie) ?? []
+  }
+
+  captureSessionHeaders (headers: readonly string[]): void {
     for (const lower of this.sessionHeaderNames) {
-      const value = headerValue(view.headers, lower)
+      const value = headerValue(headers, lower)
       if (value !== undefined && value !== '') {
         const name = this.rule.sessionHeaders!.find((h) => h.toLowerCase() === lower)!
         this.sessionHeaderValues.set(lower, [lower, name, value])
       }
     }
-    return this.csrf?.capture(view, jarCookie) ?? []
+  }
+
+  get sessionHeaders (): DefaultHeader[] {
+    return [...this.sessionHeaderValues.values()]
+  }
+
+  clearSessionHeaders (): void {
+    this.sessionHeaderValues.clear()
   }
 
   /**

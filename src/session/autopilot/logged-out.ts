@@ -5,6 +5,7 @@
  * session cookie being deleted.
  */
 import type { LoggedOutConfig } from '../../config/autopilot-schema.js'
+import { parseDate } from 'tough-cookie'
 import { headerValue } from './values.js'
 
 export interface LoggedOutSignal {
@@ -12,10 +13,15 @@ export interface LoggedOutSignal {
   detail: string
 }
 
-/** Used when a rule has a login but says nothing about signals. */
-export const DEFAULT_LOGGED_OUT: LoggedOutConfig = { status: [401], redirect: '/login/?(\\?.*)?$' }
+/**
+ * A redirect to a path ending in /login (any query but ?logout: a client's
+ * own logout lands there and must not trigger a login). Anchored on the path,
+ * so `/home?next=/login` is not a signal.
+ */
+export const LOGIN_REDIRECT = '^[^?#]*/login/?(\\?(?!logout)[^#]*)?$'
 
-const EXPIRED_DATE = /expires\s*=\s*[^;]*(19[0-9]{2}|1970)/i
+/** Used when a rule has a login but says nothing about signals. */
+export const DEFAULT_LOGGED_OUT: LoggedOutConfig = { status: [401], redirect: LOGIN_REDIRECT }
 
 export class LoggedOutDetector {
   private readonly status: ReadonlySet<number>
@@ -57,7 +63,9 @@ export class LoggedOutDetector {
         if (!line.startsWith(prefix)) continue
         const rest = line.slice(prefix.length)
         const value = rest.split(';', 1)[0]!.trim()
-        if (value === '' || /max-age\s*=\s*(0|-\d+)/i.test(rest) || EXPIRED_DATE.test(rest)) {
+        const expires = /(?:^|;)\s*expires\s*=\s*([^;]*)/i.exec(rest)?.[1]
+        const expiry = expires !== undefined ? parseDate(expires.trim()) : undefined
+        if (value === '' || /max-age\s*=\s*(0|-\d+)/i.test(rest) || (expiry !== undefined && expiry.getTime() <= Date.now())) {
           return { signal: 'cookie-deleted', detail: `${this.cookieCleared} deleted` }
         }
       }
