@@ -166,7 +166,7 @@ export class ManagedExchange {
         await this.login(generation, 'logged-out')
         renewed = true
         if (replayable) {
-          deps.events.record(profile.name, { type: 'request.replayed', requestId: this.x.id, originalRequestId: this.x.id, reason: `re-login after ${signal.signal}` })
+          deps.events.record(profile.name, { type: 'request.replayed', requestId: this.x.id, originalRequestId: this.x.id, reason: `login after the session was seen logged out (${signal.signal})` })
           continue
         }
         // The body was streamed and is gone: give the original answer, say the session is renewed.

@@ -56,7 +56,7 @@ t.test('first request: logged out seen, login run, JSESSIONID rotated as fixatio
   const rotated = events.find((e) => e.type === 'session.rotated')!
   t.match(rotated, { name: 'JSESSIONID', fixation: true, loginSeq: started.seq }, 'the rotation belongs to the login run')
   t.not(rotated.from, rotated.to)
-  t.match(events.find((e) => e.type === 'request.replayed'), { originalRequestId: loggedOut.requestId, reason: /re-login after redirect/ })
+  t.match(events.find((e) => e.type === 'request.replayed'), { originalRequestId: loggedOut.requestId, reason: /login after the session was seen logged out \(redirect\)/ })
 })
 
 t.test('CSRF token captured from the page, refreshed when it changes, sent on POST', async (t) => {
