@@ -238,6 +238,7 @@ export const configSchema = {
       required: [],
       properties: {
         maxPerProfile: { type: 'integer', minimum: 1, maximum: 1000000 },
+        maxTotal: { type: 'integer', minimum: 1, maximum: 100000000 },
         persist: { type: 'boolean' },
         sessionCookies: { type: 'array', items: { type: 'string', minLength: 1 } },
         fixationWindowMs: nonNegativeInt

@@ -13,6 +13,8 @@ import { EventLogFile } from './event-log-file.js'
 export interface EventsConfig {
   /** Events kept per profile; older ones are dropped. */
   maxPerProfile: number
+  /** Events kept across all profiles; the oldest anywhere are dropped first. */
+  maxTotal: number
   /** Also append events to <dataDir>/events/<profile>.jsonl and reload them at start. */
   persist: boolean
   /** Cookie names whose value change is reported as session.rotated. */
@@ -39,27 +41,39 @@ export interface EventPage {
   firstSeq: number
 }
 
+/** Grows on demand up to `capacity` (most profiles hold a few events, not a thousand slots). */
 class Ring {
-  private readonly items: Array<SessionEvent | undefined>
+  private readonly items: Array<SessionEvent | undefined> = []
   private start = 0
   length = 0
 
-  constructor (readonly capacity: number) {
-    this.items = new Array<SessionEvent | undefined>(capacity)
+  constructor (readonly capacity: number) {}
+
+  /** Returns the event pushed out to make room, if any. */
+  push (e: SessionEvent): SessionEvent | undefined {
+    if (this.length < this.capacity) {
+      if (this.start === 0 && this.length === this.items.length) this.items.push(e)
+      else this.items[(this.start + this.length) % this.items.length] = e
+      this.length++
+      return undefined
+    }
+    const dropped = this.items[this.start]
+    this.items[this.start] = e
+    this.start = (this.start + 1) % this.items.length
+    return dropped
   }
 
-  push (e: SessionEvent): void {
-    if (this.length < this.capacity) {
-      this.items[(this.start + this.length) % this.capacity] = e
-      this.length++
-    } else {
-      this.items[this.start] = e
-      this.start = (this.start + 1) % this.capacity
-    }
+  /** Drops the oldest event. */
+  shift (): void {
+    if (this.length === 0) return
+    this.items[this.start] = undefined
+    this.start = (this.start + 1) % this.items.length
+    this.length--
+    if (this.length === 0) { this.items.length = 0; this.start = 0 }
   }
 
   at (i: number): SessionEvent {
-    return this.items[(this.start + i) % this.capacity]!
+    return this.items[(this.start + i) % this.items.length]!
   }
 
   /** Index of the first event with seq > `seq` (seqs increase along the ring). */
@@ -92,6 +106,10 @@ export const DEFAULT_LIST_LIMIT = 100
 export class SessionEvents {
   readonly config: EventsConfig
   private readonly logs = new Map<string, ProfileLog>()
+  /** Every held event in recording order, for the cap across profiles. */
+  private readonly order: Array<{ log: ProfileLog, seq: number } | undefined> = []
+  private orderStart = 0
+  private total = 0
   private readonly all = new Set<EventListener>()
   private readonly file: EventLogFile | null
   private readonly log: Logger
@@ -110,11 +128,44 @@ export class SessionEvents {
   record (profile: string, input: EventInput): SessionEvent {
     const p = this.profileLog(profile)
     const event = { ...input, seq: ++p.seq, time: new Date().toISOString(), profile } as SessionEvent
-    p.ring.push(event)
+    if (p.ring.push(event) === undefined) this.total++
+    this.order.push({ log: p, seq: event.seq })
+    this.enforceTotal()
     this.file?.append(event)
     for (const l of p.listeners) this.notify(l, event)
     for (const l of this.all) this.notify(l, event)
     return event
+  }
+
+  /** Drops the oldest events anywhere while more than maxTotal are held. */
+  private enforceTotal (): void {
+    while (this.total > this.config.maxTotal && this.orderStart < this.order.length) {
+      const oldest = this.order[this.orderStart]!
+      this.order[this.orderStart++] = undefined
+      // Skip entries the profile's own ring already pushed out.
+      if (oldest.log.ring.length > 0 && oldest.log.ring.at(0).seq === oldest.seq) {
+        oldest.log.ring.shift()
+        this.total--
+      }
+    }
+    // Entries of events a ring already dropped also pile up: compact now and then.
+    if (this.orderStart > 4096 && this.orderStart * 2 > this.order.length) {
+      this.order.splice(0, this.orderStart)
+      this.orderStart = 0
+    }
+    if (this.order.length - this.orderStart > 2 * this.config.maxTotal + 4096) this.compactOrder()
+  }
+
+  /** Rebuilds `order` from the live events (rare: only when rings overwrite a lot). */
+  private compactOrder (): void {
+    const live: Array<{ log: ProfileLog, seq: number }> = []
+    for (let i = this.orderStart; i < this.order.length; i++) {
+      const e = this.order[i]!
+      if (e.log.ring.length > 0 && e.log.ring.at(0).seq <= e.seq) live.push(e)
+    }
+    this.order.length = 0
+    this.order.push(...live)
+    this.orderStart = 0
   }
 
   list (profile: string, opts: ListOptions = {}): EventPage {

@@ -12,7 +12,7 @@ import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync
 import { join } from 'node:path'
 import { Cookie } from 'tough-cookie'
 import type { CookieChange } from './cookie-store.js'
-import { Journal } from './journal.js'
+import { HandleBudget, Journal } from './journal.js'
 
 export interface LoadProblem {
   profile: string
@@ -94,6 +94,7 @@ export function replayJournal (text: string, now = Date.now()): { cookies: Cooki
 
 export class CookieJarStore {
   readonly dir: string
+  private readonly handles = new HandleBudget(128)
 
   constructor (dataDir: string) {
     this.dir = join(dataDir, 'jars')
@@ -151,6 +152,6 @@ export class CookieJarStore {
   }
 
   openJournal (profile: string, opts: { snapshot: () => string, liveRecords: () => number, onError: (err: Error, path: string) => void, existingLines: number, compactFirst: boolean }): Journal {
-    return new Journal({ path: this.fileOf(profile), ...opts })
+    return new Journal({ path: this.fileOf(profile), ...opts, budget: this.handles })
   }
 }

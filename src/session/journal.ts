@@ -10,6 +10,40 @@
 import { promises as fsp } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 
+/**
+ * Open append handles are few, not one per profile: with 10,000 profiles a
+ * handle each would exhaust a common 1024 descriptor limit. The least
+ * recently written idle journal gives its handle back first.
+ */
+export class HandleBudget {
+  private readonly open = new Map<Journal, true>()
+  constructor (readonly max: number) {}
+
+  /** Marks `j` as holding a handle, most recently used. */
+  touch (j: Journal): void {
+    this.open.delete(j)
+    this.open.set(j, true)
+    if (this.open.size <= this.max) return
+    for (const candidate of this.open.keys()) {
+      if (this.open.size <= this.max) break
+      if (candidate !== j && candidate.releaseHandle()) this.open.delete(candidate)
+    }
+  }
+
+  forget (j: Journal): void {
+    this.open.delete(j)
+  }
+
+  /** Gives back idle handles beyond the budget (called as writes finish). */
+  trim (): void {
+    if (this.open.size <= this.max) return
+    for (const candidate of this.open.keys()) {
+      if (this.open.size <= this.max) break
+      if (candidate.releaseHandle()) this.open.delete(candidate)
+    }
+  }
+}
+
 export interface JournalOptions {
   path: string
   /** The full current state as journal lines, used when compacting. */
@@ -21,6 +55,8 @@ export interface JournalOptions {
   existingLines?: number
   /** Start with a compaction (after a damaged file was set aside). */
   compactFirst?: boolean
+  /** Shared limit on open handles. */
+  budget?: HandleBudget
 }
 
 interface Batch {
@@ -79,9 +115,19 @@ export class Journal {
   async close (): Promise<void> {
     await this.flush()
     this.closed = true
+    this.opts.budget?.forget(this)
     const file = this.file
     this.file = null
     await file?.close()
+  }
+
+  /** Closes the append handle if no write is in flight; false when busy. */
+  releaseHandle (): boolean {
+    if (this.writing !== null) return false
+    const file = this.file
+    this.file = null
+    file?.close().catch((err: Error) => this.opts.onError(err, this.path))
+    return true
   }
 
   private async drain (): Promise<void> {
@@ -99,6 +145,7 @@ export class Journal {
             await this.compact()
           } else if (data !== '') {
             if (this.file === null) this.file = await fsp.open(this.path, 'a', 0o600)
+            this.opts.budget?.touch(this)
             await this.file.write(data)
           }
         } catch (err) {
@@ -112,6 +159,7 @@ export class Journal {
       }
     } finally {
       this.writing = null
+      this.opts.budget?.trim()
     }
   }
 

@@ -6,7 +6,7 @@ import t from 'tap'
 import { SessionEvents, type EventsConfig } from '../../src/observe/events.js'
 
 const log = pino({ level: 'silent' })
-const config = (over: Partial<EventsConfig> = {}): EventsConfig => ({ maxPerProfile: 5, persist: false, sessionCookies: [], fixationWindowMs: 0, ...over })
+const config = (over: Partial<EventsConfig> = {}): EventsConfig => ({ maxPerProfile: 5, maxTotal: 1000, persist: false, sessionCookies: [], fixationWindowMs: 0, ...over })
 const jarCleared = { type: 'jar.cleared', requestId: null } as const
 
 t.test('ring buffer: bounded, seq per profile, paging', async (t) => {
@@ -47,4 +47,19 @@ t.test('persistence: JSONL appended off the request path, reloaded, compacted', 
   t.same(again.list('p').events.map((e) => e.seq), [5, 6, 7])
   t.equal(again.record('p', jarCleared).seq, 8, 'seq continues after a restart')
   await again.close()
+})
+
+t.test('events.maxTotal caps the events held across all profiles, oldest first', async (t) => {
+  const ev = new SessionEvents(config({ maxPerProfile: 5, maxTotal: 12 }), null, log)
+  for (let round = 0; round < 4; round++) {
+    for (const p of ['a', 'b', 'c', 'd']) ev.record(p, { type: 'jar.cleared', requestId: round })
+  }
+  const held = ['a', 'b', 'c', 'd'].map((p) => ev.list(p).events.length)
+  t.same(held, [3, 3, 3, 3], '16 recorded, 12 kept: the first round went')
+  t.same(ev.list('a').events.map((e) => e.requestId), [1, 2, 3])
+  t.equal(ev.list('a').firstSeq, 2, 'firstSeq shows what was dropped')
+  // One busy profile overwriting its own ring never loses the others' events.
+  for (let i = 0; i < 10000; i++) ev.record('busy', { type: 'jar.cleared', requestId: i })
+  t.equal(ev.list('busy').events.length, 5)
+  t.ok(['a', 'b', 'c', 'd'].map((p) => ev.list(p).events.length).reduce((x, y) => x + y) <= 7, 'the total stays within 12')
 })
