@@ -13,13 +13,48 @@ export interface RejectedCookie {
 }
 
 interface CachedHeader {
-  value: string
-  /** The earliest expiry among the cookies in `value`: the entry is stale after it. */
+  /** The matching cookies as [domain, path, name], in header order. */
+  ids: Array<[string, string, string]>
+  /** The header; null after a value-only change, rebuilt from `ids`. */
+  value: string | null
+  /** The earliest expiry among the matching cookies: the entry is stale after it. */
   validUntil: number
+}
+
+/**
+ * A change that keeps a cookie's identity, scope and lifetime and only swaps
+ * its value (a rotating session id or token) cannot change which cookies
+ * match a URL or their order (tough-cookie keeps the creation time), so the
+ * cached matches stay valid and only the header string is rebuilt.
+ */
+function valueOnly (change: CookieChange): boolean {
+  if (change.type !== 'set' || change.previous === undefined) return false
+  const a = change.previous
+  const b = change.cookie
+  return a.secure === b.secure && a.hostOnly === b.hostOnly && a.httpOnly === b.httpOnly &&
+    a.sameSite === b.sameSite && a.expiryTime() === b.expiryTime()
 }
 
 const MAX_CACHED_HEADERS = 256
 const MAX_APPLIED_LINES = 1024
+const CONTROL_CHARS = /[\x00-\x1F]/
+
+/**
+ * Splits a Set-Cookie line as tough-cookie's parser does (trim, first ';',
+ * first '=', trimmed name and value), or null when the line needs the full
+ * parser (no name, control characters, terminators).
+ */
+function splitSetCookie (line: string): { name: string, value: string, attrs: string } | null {
+  const str = line.trim()
+  const semi = str.indexOf(';')
+  const pair = semi === -1 ? str : str.slice(0, semi)
+  const eq = pair.indexOf('=')
+  if (eq <= 0 || /[\n\r\0]/.test(pair)) return null
+  const name = pair.slice(0, eq).trim()
+  const value = pair.slice(eq + 1).trim()
+  if (CONTROL_CHARS.test(name) || CONTROL_CHARS.test(value)) return null
+  return { name, value, attrs: semi === -1 ? '' : str.slice(semi) }
+}
 
 export class SessionJar {
   readonly store: ObservedCookieStore
@@ -38,6 +73,19 @@ export class SessionJar {
    * parse, a URL parse and a public-suffix lookup per response.
    */
   private readonly applied = new Map<string, number>()
+  /**
+   * Where a Set-Cookie line of a given name and attributes from a given URL
+   * was stored. A later line that differs only in its value (a rotating
+   * session id or token) yields that same cookie with the new value:
+   * tough-cookie's update keeps creation time and every attribute, and none
+   * of its checks (domain, path, prefixes, Secure) looks at the value. So
+   * the stored cookie is copied with the new value instead of running the
+   * full parse, URL parse and public-suffix lookup again. The template holds
+   * the very cookie object that line produced: once anything else replaced
+   * or removed it (a line with other attributes, a deletion, the admin API),
+   * the stored object differs and the full parser runs.
+   */
+  private readonly templates = new Map<string, Cookie>()
 
   constructor (limits: CookieStoreLimits) {
     this.store = new ObservedCookieStore(limits)
@@ -51,7 +99,11 @@ export class SessionJar {
     })
     this.store.onChange = (change) => {
       this.version++
-      this.headerCache.clear()
+      if (valueOnly(change)) {
+        for (const entry of this.headerCache.values()) entry.value = null
+      } else {
+        this.headerCache.clear()
+      }
       this.onChange?.(change)
     }
   }
@@ -68,18 +120,39 @@ export class SessionJar {
   cookieHeader (url: string, cacheKey: string): string {
     const now = Date.now()
     const cached = this.headerCache.get(cacheKey)
-    if (cached !== undefined && cached.validUntil > now) return cached.value
+    if (cached !== undefined && cached.validUntil > now) {
+      if (cached.value !== null) return cached.value
+      const rebuilt = this.rebuild(cached.ids)
+      if (rebuilt !== null) {
+        cached.value = rebuilt
+        return rebuilt
+      }
+    }
     if (this.store.size === 0) return ''
     const cookies = this.jar.getCookiesSync(url, { sort: true })
     let value = ''
     let validUntil = Infinity
+    const ids: Array<[string, string, string]> = []
     for (const c of cookies) {
       value = value === '' ? c.cookieString() : value + '; ' + c.cookieString()
+      ids.push([c.domain ?? '', c.path ?? '', c.key])
       const expiry = c.expiryTime()
       if (expiry !== undefined && expiry < validUntil) validUntil = expiry
     }
     if (this.headerCache.size >= MAX_CACHED_HEADERS) this.headerCache.clear()
-    this.headerCache.set(cacheKey, { value, validUntil })
+    this.headerCache.set(cacheKey, { ids, value, validUntil })
+    return value
+  }
+
+  /** The header from the cookies now stored under `ids`; null if one is gone. */
+  private rebuild (ids: Array<[string, string, string]>): string | null {
+    const idx = this.store.idx
+    let value = ''
+    for (const [domain, path, key] of ids) {
+      const c = idx[domain]?.[path]?.[key]
+      if (c === undefined) return null
+      value = value === '' ? c.cookieString() : value + '; ' + c.cookieString()
+    }
     return value
   }
 
@@ -89,16 +162,43 @@ export class SessionJar {
     for (const line of setCookies) {
       const key = line + '\u0000' + url
       if (this.applied.get(key) === this.version) continue
+      const split = splitSetCookie(line)
+      const templateKey = split === null ? null : split.name + '\u0000' + split.attrs + '\u0000' + url
+      if (split !== null && templateKey !== null && this.updateValue(templateKey, split.value)) continue
+      let stored: Cookie | undefined
       try {
-        this.jar.setCookieSync(line, url, { ignoreError: false })
+        stored = this.jar.setCookieSync(line, url, { ignoreError: false })
       } catch (err) {
         this.onReject?.({ setCookie: line, url, reason: (err as Error).message })
         continue
       }
       if (this.applied.size >= MAX_APPLIED_LINES) this.applied.clear()
       this.applied.set(key, this.version)
+      if (templateKey !== null && stored !== undefined) {
+        if (this.templates.size >= MAX_APPLIED_LINES) this.templates.clear()
+        this.templates.set(templateKey, stored)
+      }
     }
     return this.version !== before
+  }
+
+  /** The value-only fast path (see `templates`); false when the full parser must run. */
+  private updateValue (templateKey: string, value: string): boolean {
+    const template = this.templates.get(templateKey)
+    if (template === undefined || template.domain == null || template.path == null) return false
+    const existing = this.store.idx[template.domain]?.[template.path]?.[template.key]
+    if (existing !== template) return false
+    const expiry = existing.expiryTime()
+    if (expiry !== undefined && expiry <= Date.now()) return false
+    if (existing.value === value) return true
+    const updated = Object.assign(Object.create(Cookie.prototype) as Cookie, existing)
+    // Not enumerable, so not copied: it orders cookies created in the same millisecond.
+    Object.defineProperty(updated, 'creationIndex', { value: existing.creationIndex, configurable: false, enumerable: false, writable: true })
+    updated.value = value
+    updated.lastAccessed = new Date()
+    this.store.putCookie(updated, () => {})
+    this.templates.set(templateKey, updated)
+    return true
   }
 
   cookies (): Cookie[] {
