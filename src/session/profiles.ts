@@ -60,6 +60,7 @@ export class Profile {
 export class ProfileRegistry {
   readonly problems: LoadProblem[] = []
   private readonly profiles = new Map<string, Profile>()
+  private readonly sharedDefaults: HostDefaults
   private readonly config: Config
   private readonly files: CookieJarStore
   private readonly log: Logger
@@ -71,7 +72,7 @@ export class ProfileRegistry {
     this.files = files
     this.log = log
     // Fail at start-up, not at the first request, on a missing secret.
-    new HostDefaults(config.hosts, [], 'default')
+    this.sharedDefaults = new HostDefaults(config.hosts, [], 'default')
     for (const [name, p] of Object.entries(config.profiles)) {
       new HostDefaults(config.hosts, p.hosts ?? [], name)
       if (p.autopilot !== undefined) new ProfileAutopilot(p.autopilot, name)
@@ -125,7 +126,9 @@ export class ProfileRegistry {
       compactFirst: loaded.problem !== null
     })
     const settings = this.config.profiles[name]
-    const profile = new Profile(name, jar, new HostDefaults(this.config.hosts, settings?.hosts ?? [], name), journal)
+    // Profiles without rules of their own share one HostDefaults (and its cache).
+    const defaults = settings?.hosts !== undefined && settings.hosts.length > 0 ? new HostDefaults(this.config.hosts, settings.hosts, name) : this.sharedDefaults
+    const profile = new Profile(name, jar, defaults, journal)
     if (settings?.autopilot !== undefined && settings.autopilot.length > 0) profile.autopilot = new ProfileAutopilot(settings.autopilot, name)
     jar.onChange = (change) => {
       // Expired cookies are dropped on load anyway; journaling them would

@@ -36,7 +36,7 @@ function valueOnly (change: CookieChange): boolean {
 }
 
 const MAX_CACHED_HEADERS = 256
-const MAX_APPLIED_LINES = 1024
+const MAX_TEMPLATES = 256
 const CONTROL_CHARS = /[\x00-\x1F]/
 
 /**
@@ -65,17 +65,10 @@ export class SessionJar {
   onReject: ((rejected: RejectedCookie) => void) | null = null
   private readonly headerCache = new Map<string, CachedHeader>()
   /**
-   * Set-Cookie lines already applied from a URL, with the jar version they
-   * left behind. Servers repeat the same Set-Cookie on every response; while
-   * the jar has not changed since, applying it again changes nothing
-   * (tough-cookie keeps the first creation time, so even Max-Age does not
-   * move; a deletion finds nothing left to delete), and skipping it saves a
-   * parse, a URL parse and a public-suffix lookup per response.
-   */
-  private readonly applied = new Map<string, number>()
-  /**
    * Where a Set-Cookie line of a given name and attributes from a given URL
-   * was stored. A later line that differs only in its value (a rotating
+   * was stored. Servers repeat the same Set-Cookie on every response: while
+   * the cookie it stored is still there, an identical line changes nothing
+   * and costs no parse. A line that differs only in its value (a rotating
    * session id or token) yields that same cookie with the new value:
    * tough-cookie's update keeps creation time and every attribute, and none
    * of its checks (domain, path, prefixes, Secure) looks at the value. So
@@ -160,8 +153,6 @@ export class SessionJar {
   capture (setCookies: readonly string[], url: string): boolean {
     const before = this.version
     for (const line of setCookies) {
-      const key = line + '\u0000' + url
-      if (this.applied.get(key) === this.version) continue
       const split = splitSetCookie(line)
       const templateKey = split === null ? null : split.name + '\u0000' + split.attrs + '\u0000' + url
       if (split !== null && templateKey !== null && this.updateValue(templateKey, split.value)) continue
@@ -172,10 +163,8 @@ export class SessionJar {
         this.onReject?.({ setCookie: line, url, reason: (err as Error).message })
         continue
       }
-      if (this.applied.size >= MAX_APPLIED_LINES) this.applied.clear()
-      this.applied.set(key, this.version)
       if (templateKey !== null && stored !== undefined) {
-        if (this.templates.size >= MAX_APPLIED_LINES) this.templates.clear()
+        if (this.templates.size >= MAX_TEMPLATES) this.templates.clear()
         this.templates.set(templateKey, stored)
       }
     }
