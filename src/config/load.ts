@@ -3,8 +3,7 @@ import { createRequire } from 'node:module'
 import { homedir } from 'node:os'
 import { extname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Ajv, type ErrorObject } from 'ajv'
-import { parse as parseYaml, YAMLParseError } from 'yaml'
+import type { ErrorObject } from 'ajv'
 import { ConfigError } from '../errors.js'
 import { configSchema, type Config } from './schema.js'
 
@@ -14,11 +13,13 @@ type PlainObject = Record<string, unknown>
 
 type Validator = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null }
 
-/** The build precompiles the schema (scripts/compile-config-validator.mjs); compile here only without it. */
+/** The build precompiles the schema (scripts/compile-config.mjs); compile here only without it. */
 function loadValidator (): Validator {
   try {
     return createRequire(import.meta.url)('./config-validator.cjs') as Validator
   } catch {
+    // Loaded only here: ajv costs ~50 ms of start-up.
+    const { Ajv } = createRequire(import.meta.url)('ajv') as typeof import('ajv')
     return new Ajv({ allErrors: true, strict: false }).compile(configSchema) as Validator
   }
 }
@@ -100,16 +101,29 @@ export function readConfigFile (path: string): PlainObject {
     if (extname(path).toLowerCase() === '.json') {
       parsed = JSON.parse(text)
     } else {
-      parsed = parseYaml(text, { prettyErrors: true })
+      // Loaded on demand: the embedded defaults come precompiled to JSON.
+      parsed = (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text, { prettyErrors: true })
     }
   } catch (err) {
-    const detail = err instanceof YAMLParseError ? err.message : (err as Error).message
+    const detail = (err as Error).message
     throw new ConfigError(`config file ${path} is not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${detail}`, { cause: err })
   }
   if (parsed === null || parsed === undefined) return {}
   if (!isPlainObject(parsed)) throw new ConfigError(`config file ${path}: the top level must be a mapping of keys to values`)
   validate(parsed, `config file ${path}`)
   return parsed
+}
+
+/** The embedded defaults: the build's JSON copy of config/default.yaml, else the YAML itself. */
+function readDefaults (): PlainObject {
+  let parsed: unknown
+  try {
+    parsed = createRequire(import.meta.url)('./default-config.json')
+  } catch {
+    return readConfigFile(DEFAULT_CONFIG_PATH)
+  }
+  validate(parsed, `config file ${DEFAULT_CONFIG_PATH}`)
+  return structuredClone(parsed) as PlainObject
 }
 
 const ENV_KEYS = {
@@ -172,7 +186,7 @@ export interface LoadedConfig {
 export function loadConfig (opts: LoadOptions = {}): LoadedConfig {
   const env = opts.env ?? process.env
   const sources = [DEFAULT_CONFIG_PATH]
-  let merged = readConfigFile(DEFAULT_CONFIG_PATH)
+  let merged = readDefaults()
   const file = opts.configFile ?? (env[CONFIG_ENV] || undefined)
   if (file !== undefined) {
     const path = resolve(file)
