@@ -4,9 +4,8 @@
  * prints that as a table. The proxy's address is found like the server finds
  * it: --host/--port, SESSION_PROXY_* variables, the config file, defaults.
  */
-import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
-import { loadConfig, parsePort } from '../config/load.js'
+import { adminBaseUrl } from './admin-address.js'
 import { ConfigError } from '../errors.js'
 import type { ExplainResult, ExplainRule } from '../observe/explain.js'
 
@@ -30,12 +29,6 @@ Options:
 
 interface Out { write: (s: string) => void }
 
-function adminHost (host: string): string {
-  // A wildcard listen address is reached on loopback.
-  if (host === '0.0.0.0' || host === '') return '127.0.0.1'
-  if (host === '::' || host === '[::]') return '[::1]'
-  return isIP(host) === 6 ? `[${host}]` : host
-}
 
 function pad (s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length)
@@ -94,11 +87,7 @@ export async function runExplain (argv: string[], out: Out = process.stdout, err
   }
   let base: string
   try {
-    const { config } = loadConfig({
-      configFile: values.config,
-      flags: { host: values.host, port: values.port === undefined ? undefined : parsePort(values.port, '--port') }
-    })
-    base = `http://${adminHost(config.host)}:${config.port}`
+    base = adminBaseUrl(values)
   } catch (e) {
     if (e instanceof ConfigError) { err.write(`session-proxy explain: ${e.message}\n`); return 2 }
     throw e

@@ -107,7 +107,7 @@ const valueSource = {
   }
 } as const
 
-export function autopilotSchema (secretRef: object): object {
+export function autopilotSchema (secretRef: object, hostMatch: object): object {
   const step = {
     type: 'object',
     additionalProperties: false,
@@ -140,7 +140,7 @@ export function autopilotSchema (secretRef: object): object {
       additionalProperties: false,
       required: ['match'],
       properties: {
-        match: { type: 'string', minLength: 1, pattern: '^(\\*|(\\*\\.)?[A-Za-z0-9_.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?$' },
+        match: hostMatch,
         baseUrl: { type: 'string', pattern: '^https?://' },
         login: {
           type: 'object',

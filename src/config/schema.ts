@@ -297,7 +297,7 @@ export const configSchema = {
         required: [],
         properties: {
           hosts: { type: 'array', items: hostRule, nullable: true },
-          autopilot: autopilotSchema(secretRef),
+          autopilot: autopilotSchema(secretRef, hostMatch),
           capture: {
             type: 'object',
             nullable: true,
