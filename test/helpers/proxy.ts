@@ -132,8 +132,16 @@ export type UpstreamHandler = (req: http.IncomingMessage, res: http.ServerRespon
 
 /** A real HTTP server on a free loopback port. */
 export async function startUpstream (handler: UpstreamHandler): Promise<Upstream> {
+  return await serveUpstream((record) => http.createServer(record), handler, (port) => `http://127.0.0.1:${port}`)
+}
+
+/**
+ * Listens on a free loopback port with `create`'s server (http or https),
+ * recording every request before `handler` answers it.
+ */
+export async function serveUpstream (create: (listener: http.RequestListener) => http.Server, handler: UpstreamHandler, originOf: (port: number) => string): Promise<Upstream> {
   const requests: Upstream['requests'] = []
-  const server = http.createServer((req, res) => {
+  const server = create((req, res) => {
     requests.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders })
     handler(req, res)
   })
@@ -141,7 +149,7 @@ export async function startUpstream (handler: UpstreamHandler): Promise<Upstream
   const port = (server.address() as { port: number }).port
   return {
     port,
-    origin: `http://127.0.0.1:${port}`,
+    origin: originOf(port),
     server,
     requests,
     close: async () => {

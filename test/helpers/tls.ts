@@ -9,7 +9,7 @@ import https from 'node:https'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createCertificate, publicOf } from '../../src/proxy/tls/x509.js'
-import { tempDir, type Upstream, type UpstreamHandler } from './proxy.js'
+import { serveUpstream, tempDir, type Upstream, type UpstreamHandler } from './proxy.js'
 
 export interface TestCa {
   certPem: string
@@ -46,21 +46,5 @@ export function createTestCa (name = 'test upstream CA'): TestCa {
 /** A real HTTPS server on a free loopback port, with a certificate for `names`. */
 export async function startHttpsUpstream (handler: UpstreamHandler, ca: TestCa, names = ['localhost', '127.0.0.1']): Promise<Upstream> {
   const { certPem, keyPem } = ca.issue(names)
-  const requests: Upstream['requests'] = []
-  const server = https.createServer({ key: keyPem, cert: certPem }, (req, res) => {
-    requests.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders })
-    handler(req, res)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  return {
-    port,
-    origin: `https://localhost:${port}`,
-    server: server as unknown as http.Server,
-    requests,
-    close: async () => {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    }
-  }
+  return await serveUpstream((record) => https.createServer({ key: keyPem, cert: certPem }, record) as unknown as http.Server, handler, (port) => `https://localhost:${port}`)
 }
