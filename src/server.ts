@@ -6,17 +6,15 @@
  * `GET http://evil/_session/...` on its path alone, and routing every
  * proxied request costs about a fifth of the throughput.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import { isIP, type Socket } from 'node:net'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { createRequire } from 'node:module'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
-import { adminRoutes } from './admin/routes.js'
-import { observeRoutes } from './admin/observe-routes.js'
-import { pageRoutes } from './admin/page-route.js'
 import { SessionEvents } from './observe/events.js'
+import { admitAdminRequest, createAdminGate, registerAdmin } from './admin/index.js'
 import { createObservability } from './observe/services.js'
 import { ConfigError, SessionProxyError } from './errors.js'
 import { readSecret } from './session/host-defaults.js'
@@ -28,8 +26,6 @@ import { asProxyError, sendProxyError } from './proxy/respond.js'
 import { parseTarget } from './proxy/target.js'
 import { handleConnect, type TunnelDeps } from './proxy/tunnel.js'
 import { UpstreamPool } from './proxy/upstream.js'
-import { caRoute } from './admin/ca-route.js'
-import { loginRoute } from './admin/login-route.js'
 import { createAccessLogger } from './log.js'
 import { Interceptor } from './proxy/intercept.js'
 import { isAdminPath, parseReverseBase, reverseOptions, reverseTarget } from './proxy/reverse.js'
@@ -104,6 +100,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     exclude: config.connect.exclude.map(compileHostPattern),
     pool
   }
+  const adminGate = createAdminGate({ config, proxyUsers: users })
   const track = (socket: Socket): void => {
     upgradedSockets.add(socket)
     socket.once('close', () => upgradedSockets.delete(socket))
@@ -144,11 +141,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
             forwardRequest(deps, req, res, reverseTarget(reverse, req.url!), reverseOptions(reverse, req, `${config.host}:${config.port}`))
             return
           }
-          if (users !== null && !adminAuthorized(req, users)) {
-            res.writeHead(401, { 'www-authenticate': 'Basic realm="session-proxy admin"', 'content-type': 'application/json' })
-            res.end(JSON.stringify({ error: 'SP_ADMIN_AUTH_REQUIRED', message: 'the admin API needs Basic credentials of a proxyAuth user' }))
-            return
-          }
+          if (!admitAdminRequest(req, res, adminGate)) return
           fastifyHandler(req, res)
         } else {
           onProxyRequest(req, res)
@@ -188,31 +181,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     }
   })
 
-  app.setErrorHandler((err, _req, reply) => {
-    const e = err as Error & { statusCode?: number, code?: string, validation?: unknown }
-    if (err instanceof SessionProxyError) {
-      void reply.code(err.statusCode).send({ error: err.code, message: err.message })
-    } else if (e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500)) {
-      void reply.code(e.statusCode ?? 400).send({ error: e.code ?? 'SP_BAD_REQUEST', message: e.message })
-    } else {
-      log.error({ err }, 'admin request failed')
-      void reply.code(500).send({ error: 'SP_INTERNAL', message: e.message })
-    }
-  })
-  app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).type('text/plain; charset=utf-8').send(
-      req.url.startsWith('/_session')
-        ? `session-proxy: no admin route ${req.method} ${req.url}\n`
-        : 'session-proxy: this is an HTTP forward proxy. Send requests through it (curl -x http://127.0.0.1:8080 http://example.com/); the admin API is under /_session/.\n')
-  })
-  app.addHook('onResponse', async (req, reply) => {
-    log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'admin')
-  })
-  void app.register(adminRoutes, { profiles, version: opts.version, startedAt: Date.now() })
-  void app.register(caRoute, { certPem: ca.certPem })
-  void app.register(loginRoute, { deps })
-  void app.register(observeRoutes, { profiles, observe })
-  void app.register(pageRoutes)
+  registerAdmin(app, { config, log, profiles, deps, observe, certPem: ca.certPem, version: opts.version })
 
   app.addHook('onClose', async () => {
     for (const s of upgradedSockets) s.destroy()
@@ -235,18 +204,4 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     },
     close: async () => { await app.close() }
   }
-}
-
-function adminAuthorized (req: IncomingMessage, users: ReadonlyMap<string, string>): boolean {
-  const remote = req.socket.remoteAddress ?? ''
-  if (isLoopbackHost(remote)) return true
-  const header = req.headers.authorization
-  if (header === undefined || !header.toLowerCase().startsWith('basic ')) return false
-  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8')
-  const colon = decoded.indexOf(':')
-  const expected = users.get(decoded.slice(0, colon))
-  if (colon === -1 || expected === undefined) return false
-  const a = Buffer.from(decoded.slice(colon + 1))
-  const b = Buffer.from(expected)
-  return a.length === b.length && timingSafeEqual(a, b)
 }

@@ -16,7 +16,7 @@ interface Case {
   'sent-to'?: string
 }
 
-const corpusPath = fileURLToPath(new URL('../../../shared/conformance/http-state-parser.json', import.meta.url))
+const corpusPath = fileURLToPath(new URL('../fixtures/http-state/http-state-parser.json', import.meta.url))
 const cases = (JSON.parse(readFileSync(corpusPath, 'utf8')) as Case[]).filter((c) => !c.test.startsWith('DISABLED'))
 
 t.test('http-state corpus through the proxy', async (t) => {
