@@ -94,6 +94,46 @@ export interface UpstreamConfig {
   tls: UpstreamTlsRule[]
 }
 
+/**
+ * Every bound the proxy enforces against clients, upstreams and its own
+ * state. Each has a default in config/default.yaml and a documented error
+ * (README "Limits", docs/errors.md).
+ */
+export interface LimitsConfig {
+  /** Largest request head a client may send (431 SP_HEADERS_TOO_LARGE). */
+  maxHeaderBytes: number
+  /** A client must finish its request head within this (408 SP_CLIENT_TIMEOUT). */
+  clientHeadersTimeoutMs: number
+  /** A request body that sends nothing for this long is cut (408 if no response yet). */
+  clientBodyIdleTimeoutMs: number
+  /** Idle keep-alive client connections are closed after this. */
+  clientKeepAliveTimeoutMs: number
+  /** Concurrent client connections; idle keep-alive ones are shed first, then new ones refused (503 SP_OVERLOADED). */
+  maxClientConnections: number
+  /** Bytes buffered towards a client that does not read (tunnels, WebSocket refusals) before it is cut. */
+  maxClientBufferBytes: number
+  /** Profiles kept in memory; the least recently used idle ones are unloaded (and reloaded from disk on demand). */
+  maxProfilesLoaded: number
+  /** A profile unused for this long is unloaded. 0: only when over maxProfilesLoaded. */
+  profileIdleUnloadMs: number
+  /** Bytes queued to one Server-Sent Events client before it is dropped. */
+  maxAdminStreamBufferBytes: number
+  /** Each login step (and a discarded logged-out answer) must complete within this. */
+  loginStepTimeoutMs: number
+  /** Largest body the proxy reads from a login step or a discarded answer. */
+  loginMaxBodyBytes: number
+  /** SIGTERM/SIGINT: in-flight requests get this long before connections are cut. */
+  shutdownTimeoutMs: number
+}
+
+/** Who may use the admin API under /_session/. */
+export interface AdminConfig {
+  /** Extra Host names (besides the listen address and localhost) the admin API answers to. */
+  hosts: string[]
+  /** Bearer token for the admin API; required when the listener is not loopback-only. */
+  token: SecretRef | null
+}
+
 export interface Config {
   host: string
   port: number
@@ -112,6 +152,10 @@ export interface Config {
   upstream: UpstreamConfig
   /** Reverse (sidecar) mode: origin-form requests outside /_session/ go to this base URL. */
   reverse: string | null
+  /** In reverse mode, also act as a forward proxy (absolute-form and CONNECT). Off: those get 403. */
+  reverseForward: boolean
+  limits: LimitsConfig
+  admin: AdminConfig
 }
 
 const secretRef = {
@@ -287,6 +331,35 @@ export const configSchema = {
       }
     },
     reverse: { type: 'string', pattern: '^[Hh][Tt][Tt][Pp][Ss]?://', nullable: true },
+    reverseForward: { type: 'boolean' },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      properties: {
+        maxHeaderBytes: { type: 'integer', minimum: 1024, maximum: 1048576 },
+        clientHeadersTimeoutMs: positiveInt,
+        clientBodyIdleTimeoutMs: positiveInt,
+        clientKeepAliveTimeoutMs: positiveInt,
+        maxClientConnections: positiveInt,
+        maxClientBufferBytes: positiveInt,
+        maxProfilesLoaded: positiveInt,
+        profileIdleUnloadMs: nonNegativeInt,
+        maxAdminStreamBufferBytes: positiveInt,
+        loginStepTimeoutMs: positiveInt,
+        loginMaxBodyBytes: positiveInt,
+        shutdownTimeoutMs: nonNegativeInt
+      }
+    },
+    admin: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      properties: {
+        hosts: { type: 'array', items: { type: 'string', minLength: 1 } },
+        token: { ...secretRef, nullable: true }
+      }
+    },
     profiles: {
       type: 'object',
       propertyNames: { pattern: PROFILE_NAME_PATTERN },
