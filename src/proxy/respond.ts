@@ -3,6 +3,8 @@ import type { ServerResponse } from 'node:http'
 import { SessionProxyError } from '../errors.js'
 
 export const ERROR_HEADER = 'x-session-proxy-error'
+/** Set on a response whose cookie changes could not be written to disk. */
+export const PERSIST_FAILED_HEADER = 'x-session-proxy-persist'
 
 export function sendProxyError (res: ServerResponse, err: SessionProxyError): void {
   if (res.headersSent) {

@@ -32,8 +32,19 @@ export class Profile {
   readonly jar: SessionJar
   readonly defaults: HostDefaults
   readonly journal: Journal
-  /** The write that carries the latest change; awaited before a response is delivered. */
+  /**
+   * The write that carries the latest change; awaited before a response is
+   * delivered. It never rejects: once it settles, persistError says whether
+   * the change reached the disk (null) or not.
+   */
   pendingWrite: Promise<void> | null = null
+  /**
+   * Why the latest journal write failed, or null when it succeeded. A response
+   * whose cookie changes were not persisted is still delivered, with
+   * `x-session-proxy-persist: failed` (PERSIST_FAILED_HEADER), and the failure
+   * shows in health, metrics and the log.
+   */
+  persistError: Error | null = null
   /** The exchange whose Set-Cookie lines are being stored right now. */
   activeRequestId: number | null = null
   /** Login, CSRF and session-header handling; null keeps the plain fast path. */
