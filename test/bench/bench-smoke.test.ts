@@ -26,7 +26,7 @@ function findOnPath (cmd: string): string | null {
   return null
 }
 
-interface Run { rps: number, p50_ms: number, p99_ms: number, non2xx: number, errors: number }
+interface Run { rps: number, cpu_us_per_req: number | null, p50_ms: number, p99_ms: number, non2xx: number, errors: number }
 interface Scenario { name: string, status: string, error?: string, runs?: Record<string, Run> }
 interface Results {
   smoke: boolean
@@ -75,7 +75,7 @@ t.test('bench/run.mjs smoke run', {
   t.type(res.machine.nproc, 'number')
   t.type(res.machine.node, 'string')
 
-  for (const name of ['direct', 'session-proxy-fixed', 'session-proxy-rotate', 'session-proxy-profiles']) {
+  for (const name of ['direct', 'bare', 'session-proxy-defaults', 'session-proxy-fixed', 'session-proxy-rotate', 'session-proxy-profiles']) {
     const s = res.scenarios.find((x) => x.name === name)
     t.ok(s, `scenario ${name} present`)
     if (s === undefined) continue
@@ -86,6 +86,7 @@ t.test('bench/run.mjs smoke run', {
       t.ok((r?.rps ?? 0) > 0, `${name} ${c}: req/s > 0`, { run: r })
       t.type(r?.p50_ms, 'number', `${name} ${c}: p50 is a number`)
       t.type(r?.p99_ms, 'number', `${name} ${c}: p99 is a number`)
+      t.type(r?.cpu_us_per_req, 'number', `${name} ${c}: CPU per request read from /proc`)
     }
   }
   t.notOk(res.scenarios.some((s) => ['squid', 'tinyproxy', 'mitmproxy'].includes(s.name)), 'smoke mode runs no peers')
