@@ -43,4 +43,4 @@ server.on('clientError', (_err, socket) => socket.destroy())
 server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
   console.log(JSON.stringify({ msg: 'listening', url: `http://127.0.0.1:${server.address().port}` }))
 })
-process.on('SIGTERM', () => process.exit(0))
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(0))
