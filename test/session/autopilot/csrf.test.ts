@@ -144,20 +144,23 @@ t.test('isRejection: a 403 to an unsafe request, unless it names a token', async
   t.same([...UNSAFE_METHODS].sort(), ['DELETE', 'PATCH', 'POST', 'PUT'])
 })
 
+const HERE = { scheme: 'http', host: '127.0.0.1', port: 8080 } as const
+
 t.test('HostAutopilot: tokens only on POST/PUT/PATCH/DELETE; fetch header only on safe requests', async (t) => {
   const jar = jarOf({ 'XSRF-TOKEN': 'raw-token' })
-  const spring = new HostAutopilot({ match: '127.0.0.1:8080', csrf: [{ preset: 'spring-cookie' }] }, 'test')
+  const springRule = new HostAutopilot({ match: '127.0.0.1:8080', csrf: [{ preset: 'spring-cookie' }] }, 'test')
+  const spring = springRule.at(HERE)
   for (const m of ['POST', 'PUT', 'PATCH', 'DELETE']) t.same(spring.requestHeaders(m, jar), [['x-xsrf-token', 'X-XSRF-TOKEN', 'raw-token']], m)
   for (const m of ['GET', 'HEAD', 'OPTIONS', 'TRACE']) t.same(spring.requestHeaders(m, jar), [], m)
 
-  const tomcat = new HostAutopilot({ match: '127.0.0.1:8080', csrf: [{ preset: 'tomcat' }] }, 'test')
+  const tomcat = new HostAutopilot({ match: '127.0.0.1:8080', csrf: [{ preset: 'tomcat' }] }, 'test').at(HERE)
   tomcat.capture(headersOnly(['X-CSRF-Token', 'NONCE']), noJar)
   t.same(tomcat.requestHeaders('GET', noJar), [['x-csrf-token', 'X-CSRF-Token', 'Fetch']])
   t.same(tomcat.requestHeaders('POST', noJar), [['x-csrf-token', 'X-CSRF-Token', 'NONCE']])
 
-  t.ok(spring.matches('127.0.0.1', 8080))
-  t.notOk(spring.matches('127.0.0.1', 8081), 'another port is another host')
-  t.notOk(spring.matches('localhost', 8080))
+  t.ok(springRule.matches('127.0.0.1', 8080))
+  t.notOk(springRule.matches('127.0.0.1', 8081), 'another port is another host')
+  t.notOk(springRule.matches('localhost', 8080))
 })
 
 t.test('HostAutopilot: wantsBody follows the rules\' sources', async (t) => {
@@ -171,7 +174,7 @@ t.test('HostAutopilot: wantsBody follows the rules\' sources', async (t) => {
 })
 
 t.test('HostAutopilot: X-Auth-Token sessions are captured and sent back', async (t) => {
-  const pilot = new HostAutopilot({ match: 'h', sessionHeaders: ['X-Auth-Token'] }, 'test')
+  const pilot = new HostAutopilot({ match: 'h', sessionHeaders: ['X-Auth-Token'] }, 'test').at({ scheme: 'http', host: 'h', port: 80 })
   t.same(pilot.requestHeaders('GET', noJar), [])
   pilot.capture(headersOnly(['x-auth-token', 'f0b5a2b1-3c3e-4bd4-8d5e-0d1c8c2f9a11']), noJar)
   t.same(pilot.requestHeaders('GET', noJar), [['x-auth-token', 'X-Auth-Token', 'f0b5a2b1-3c3e-4bd4-8d5e-0d1c8c2f9a11']], 'configured spelling, sent on later requests')
