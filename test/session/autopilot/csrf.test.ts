@@ -4,7 +4,7 @@
  * RestCsrfPreventionFilter's.
  */
 import t from 'tap'
-import { CsrfRules, UNSAFE_METHODS } from '../../../src/session/autopilot/csrf.js'
+import { CsrfRules, isTokenHeaderName, UNSAFE_METHODS } from '../../../src/session/autopilot/csrf.js'
 import { HostAutopilot } from '../../../src/session/autopilot/host-autopilot.js'
 import { cookiesFromSetCookie, type ResponseView } from '../../../src/session/autopilot/values.js'
 import { ConfigError } from '../../../src/errors.js'
@@ -180,4 +180,29 @@ t.test('HostAutopilot: X-Auth-Token sessions are captured and sent back', async 
   t.same(pilot.requestHeaders('GET', noJar), [['x-auth-token', 'X-Auth-Token', 'f0b5a2b1-3c3e-4bd4-8d5e-0d1c8c2f9a11']], 'configured spelling, sent on later requests')
   pilot.capture(headersOnly(['X-Auth-Token', '']), noJar)
   t.same(pilot.requestHeaders('POST', noJar), [['x-auth-token', 'X-Auth-Token', 'f0b5a2b1-3c3e-4bd4-8d5e-0d1c8c2f9a11']], 'an empty value (session expired) does not overwrite it')
+})
+
+t.test('a token that cannot be sent is refused when captured, and the known one kept', async (t) => {
+  const rules = new CsrfRules([{ preset: 'spring' }], 'test')
+  rules.capture(html(springLoginPage({ csrf: 'GOOD' })), noJar)
+  const bad = rules.capture(html('<input type="hidden" name="_csrf" value="x&#13;&#10;Evil: 1">'), noJar)
+  t.same(bad, [{ name: 'X-CSRF-TOKEN', source: 'html:input[name=_csrf]', refreshed: false, rejected: 'it contains a line break' }])
+  t.same(rules.headers(noJar), [['x-csrf-token', 'X-CSRF-TOKEN', 'GOOD']], 'the refused value is not kept')
+
+  const json = new CsrfRules([{ from: { json: 'token' }, to: { form: '_csrf' } }], 'test')
+  const wide = json.capture({ headers: [], setCookies: new Map(), body: '{"token":"\\ud800"}', contentType: 'application/json' }, noJar)
+  t.equal(wide[0]?.rejected, 'it contains a character outside latin1', 'a lone surrogate (encodeURIComponent would throw on it)')
+  t.same(json.formFields(noJar), [])
+
+  const cookie = new CsrfRules([{ preset: 'spring-cookie' }], 'test')
+  const c = cookie.capture(headersOnly([], ['XSRF-TOKEN=a\u0001b; Path=/']), noJar)
+  t.equal(c[0]?.rejected, 'it contains the control character 0x01')
+})
+
+t.test('a page cannot choose a framing or credential header for its token', async (t) => {
+  for (const name of ['Host', 'Content-Length', 'transfer-encoding', 'Cookie', 'Authorization', 'Connection', 'X Bad', '']) t.notOk(isTokenHeaderName(name), name)
+  for (const name of ['X-CSRF-TOKEN', 'X-APP-CSRF', 'x_xsrf']) t.ok(isTokenHeaderName(name), name)
+  const rules = new CsrfRules([{ preset: 'spring' }], 'test')
+  rules.capture(html('<meta name="_csrf" content="TOK"><meta name="_csrf_header" content="Content-Length">'), noJar)
+  t.same(rules.headers(noJar), [['x-csrf-token', 'X-CSRF-TOKEN', 'TOK']], 'the configured header is used instead')
 })

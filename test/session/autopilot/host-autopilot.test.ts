@@ -71,3 +71,85 @@ t.test('ProfileAutopilot: the first rule matching the host applies', async (t) =
   const only = new ProfileAutopilot([{ match: '127.0.0.1:8080', csrf: [{ preset: 'spring' }] }], 'bob')
   t.equal(only.forHost('127.0.0.1:8081', '127.0.0.1', 8081), null, 'no rule, no autopilot: the fast path')
 })
+
+const http = (host: string, port: number): { scheme: 'http', host: string, port: number } => ({ scheme: 'http', host, port })
+const jsonLogin = { preset: 'json-token', username: 'alice', password: { value: 'x' } }
+
+t.test('a login needs one origin: a wildcard match without baseUrl is refused at load', async (t) => {
+  for (const match of ['*', '*.example.com', '*:8080']) {
+    t.throws(() => new HostAutopilot({ match, login: jsonLogin } as never, 'profiles.p.autopilot[0]'), /profiles\.p\.autopilot\[0\]: match "[^"]+" can match many hosts.*baseUrl/, match)
+  }
+  t.doesNotThrow(() => new HostAutopilot({ match: '*.example.com', baseUrl: 'https://login.example.com/app', login: jsonLogin } as never, 'w'), 'with a baseUrl')
+  t.doesNotThrow(() => new HostAutopilot({ match: '*', sessionHeaders: ['X-Auth-Token'], csrf: [{ preset: 'spring' }] } as never, 'w'), 'no login, no credentials: wildcards are fine')
+  t.throws(() => new HostAutopilot({ match: 'h', baseUrl: 'http://:80/', login: jsonLogin } as never, 'p.a[0]'), /p\.a\[0\]\.baseUrl: .* is not an http\(s\):\/\/host/)
+  t.throws(() => new HostAutopilot({ match: 'h', baseUrl: 'http://h:99999/', login: jsonLogin } as never, 'p.a[0]'), /port 99999 is out of range/)
+})
+
+t.test('the login origin: the baseUrl, else the host and port the match names', async (t) => {
+  const portless = new HostAutopilot({ match: 'app.example.com', login: jsonLogin } as never, 'r')
+  t.equal(portless.loginOriginFor(http('app.example.com', 80)), 'http://app.example.com:80')
+  t.equal(portless.loginOriginFor({ scheme: 'https', host: 'app.example.com', port: 443 }), 'https://app.example.com:443')
+  t.equal(portless.loginOriginFor(http('app.example.com', 8081)), null, 'another port of the host gets no login')
+  t.equal(portless.at(http('app.example.com', 8081)).login, null)
+  const ported = new HostAutopilot({ match: '127.0.0.1:8080', login: jsonLogin } as never, 'r')
+  t.equal(ported.loginOriginFor(http('127.0.0.1', 8080)), 'http://127.0.0.1:8080')
+  const v6 = new HostAutopilot({ match: '[::1]:8080', login: jsonLogin } as never, 'r')
+  t.equal(v6.loginOriginFor(http('[::1]', 8080)), 'http://[::1]:8080')
+  const based = new HostAutopilot({ match: '*.example.com', baseUrl: 'HTTPS://Login.Example.com/app', login: jsonLogin } as never, 'r')
+  t.equal(based.loginOriginFor(http('a.example.com', 80)), 'https://login.example.com:443', 'every host of the rule logs in at the baseUrl')
+  t.equal(based.at(http('a.example.com', 80)).login, based.at(http('b.example.com', 80)).login, 'one login state for the rule')
+  t.equal(new HostAutopilot({ match: '*' } as never, 'r').loginOriginFor(http('x', 80)), null, 'no login, no login origin')
+})
+
+t.test('session headers, CSRF tokens and the login token stay with their origin', async (t) => {
+  const rule = new HostAutopilot({ match: '*.example.com', baseUrl: 'http://a.example.com', login: jsonLogin, sessionHeaders: ['X-Auth-Token'], csrf: [{ preset: 'tomcat' }] } as never, 'r')
+  const a = rule.at(http('a.example.com', 80))
+  const b = rule.at(http('b.example.com', 80))
+  a.capture({ headers: ['X-Auth-Token', 'sess-a', 'X-CSRF-Token', 'NONCE-A'], setCookies: new Map(), body: null, contentType: '' }, () => undefined)
+  await a.login!.ensureLoggedIn(a.login!.generation, false, async () => ({ steps: 1, token: { header: 'Authorization', value: 'Bearer T' } }))
+  a.capture({ headers: ['X-Auth-Token', 'sess-a', 'X-CSRF-Token', 'NONCE-A2'], setCookies: new Map(), body: null, contentType: '' }, () => undefined)
+  t.same(a.requestHeaders('POST', () => undefined).map((h) => h[1] + ': ' + h[2]), ['Authorization: Bearer T', 'X-Auth-Token: sess-a', 'X-CSRF-Token: NONCE-A2'])
+  t.same(b.requestHeaders('POST', () => undefined), [], 'nothing of a.example.com goes to b.example.com, not even the login token')
+  t.same(b.requestHeaders('GET', () => undefined), [['x-csrf-token', 'X-CSRF-Token', 'Fetch']], 'only the protocol word')
+
+  await b.login!.ensureLoggedIn(b.login!.generation, true, async () => ({ steps: 1, token: null }))
+  t.same(a.requestHeaders('POST', () => undefined).map((h) => h[1]), ['X-Auth-Token'], 'a new login at the login origin forgets the CSRF tokens of the hosts it renews')
+  rule.clearSessionHeadersFor('http://a.example.com:80')
+  t.same(a.requestHeaders('POST', () => undefined), [])
+  t.equal(rule.peekSession(http('c.example.com', 80)), undefined, 'peeking creates nothing')
+  t.ok(rule.peekSession(http('a.example.com', 80)))
+  t.equal(rule.loginState('http://a.example.com:80'), a.login)
+})
+
+t.test('a session header value that cannot be sent is refused when captured', async (t) => {
+  const here = new HostAutopilot({ match: 'h', sessionHeaders: ['X-Auth-Token'] } as never, 'r').at(http('h', 80))
+  here.capture({ headers: ['X-Auth-Token', 'good'], setCookies: new Map(), body: null, contentType: '' }, () => undefined)
+  const found = here.capture({ headers: ['X-Auth-Token', 'bad\u0000value'], setCookies: new Map(), body: null, contentType: '' }, () => undefined)
+  t.same(found, [{ name: 'X-Auth-Token', source: 'header:X-Auth-Token', refreshed: false, rejected: 'it contains the control character 0x00' }])
+  t.same(here.requestHeaders('GET', () => undefined), [['x-auth-token', 'X-Auth-Token', 'good']], 'the last good value stays')
+})
+
+t.test('origins kept per rule are bounded (maxOrigins), least recently used first', async (t) => {
+  const rule = new HostAutopilot({ match: '*', sessionHeaders: ['X-Auth-Token'], maxOrigins: 2 } as never, 'r')
+  const set = (host: string): void => { rule.at(http(host, 80)).capture({ headers: ['X-Auth-Token', host], setCookies: new Map(), body: null, contentType: '' }, () => undefined) }
+  set('one'); set('two')
+  rule.at(http('one', 80))
+  set('three')
+  t.ok(rule.peekSession(http('one', 80)), 'recently used: kept')
+  t.equal(rule.peekSession(http('two', 80)), undefined, 'least recently used: dropped')
+  t.ok(rule.peekSession(http('three', 80)))
+  const logins = new HostAutopilot({ match: 'h', login: jsonLogin, maxOrigins: 1 } as never, 'r')
+  const first = logins.at(http('h', 80)).login!
+  const second = logins.at({ scheme: 'https', host: 'h', port: 443 }).login!
+  t.not(first, second)
+  t.equal(logins.loginState('http://h:80'), undefined, 'the idle login state was dropped')
+})
+
+t.test('a failure keeps its code through the back-off', async (t) => {
+  const here = rule({ loginBackoffSeconds: 30 })
+  await here.login!.ensureLoggedIn(0, false, async () => { throw new LoginFailedError('json-token', 'secret', 'cannot read secret file', 'SP_SECRET_UNAVAILABLE') }).catch(() => {})
+  const again = await here.login!.ensureLoggedIn(0, false, async () => ({ steps: 1, token: null })).catch((e: unknown) => e)
+  t.match(again, { code: 'SP_SECRET_UNAVAILABLE', message: /failed recently/ })
+  t.ok(here.login!.isRunning === false)
+  await here.idle()
+})
