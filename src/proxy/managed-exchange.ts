@@ -36,9 +36,6 @@ import { mapUpstreamError } from './upstream-errors.js'
 
 /** Told to the client when its request could not be replayed but the session was renewed. */
 export const RENEWED_HEADER = 'x-session-proxy-session'
-/** A login page is small; anything bigger is not one. */
-const LOGGED_OUT_BODY_MAX = 256 * 1024
-const TOKEN_BODY_MAX = 512 * 1024
 const MAX_ATTEMPTS = 4
 
 interface RequestBody {
@@ -226,7 +223,7 @@ export class ManagedExchange {
       let buffered: Buffer | null = null
       let complete = false
       if (signal === null && this.pilot.loggedOut?.needsBody(head.status, head.contentType) === true) {
-        ({ body: buffered, complete } = await held.readAll(LOGGED_OUT_BODY_MAX))
+        ({ body: buffered, complete } = await held.readAll(this.pilot.limits.loginMaxBodyBytes))
         if (complete) signal = this.pilot.loggedOut.checkBody(buffered.toString('latin1'))
       }
 
@@ -235,7 +232,7 @@ export class ManagedExchange {
         deps.events.record(profile.name, { type: 'session.loggedOut', requestId: this.x.id, signal: signal.signal, detail: signal.detail })
         // The logged-out answer's cookies belong to an anonymous session that
         // the login replaces: they are not stored.
-        if (!replayable && !complete) ({ body: buffered, complete } = await held.readAll(LOGGED_OUT_BODY_MAX))
+        if (!replayable && !complete) ({ body: buffered, complete } = await held.readAll(this.pilot.limits.loginMaxBodyBytes))
         else if (replayable) this.discard(held)
         await this.login(generation, 'logged-out')
         renewed = true
@@ -402,13 +399,15 @@ export class ManagedExchange {
     if (prefix !== null) { x.responseBytes += prefix.length; res.write(prefix) }
     let tokenBody: Buffer[] | null = this.pilot.wantsBody(head.contentType) && prefix === null ? [] : null
     let tokenBytes = 0
+    // A page bigger than a login page is not read for tokens (limits.loginMaxBodyBytes).
+    const tokenMax = this.pilot.limits.loginMaxBodyBytes
     const observers = this.deps.observers
     await held.pipe(res, (chunk) => {
       x.responseBytes += chunk.length
       for (const o of observers) o.onResponseData?.(x, chunk)
       if (tokenBody !== null) {
         tokenBytes += chunk.length
-        if (tokenBytes > TOKEN_BODY_MAX) tokenBody = null
+        if (tokenBytes > tokenMax) tokenBody = null
         else tokenBody.push(chunk)
       }
     })
