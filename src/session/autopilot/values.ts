@@ -103,6 +103,9 @@ export function readValue (source: ValueSource, response: ResponseView | null, j
   return htmlMeta(response.body, source.html.meta ?? '')
 }
 
+/** The longest token or session-header value the autopilot keeps. */
+export const MAX_CAPTURED_VALUE = 16 * 1024
+
 /**
  * Why `value` cannot go out in an HTTP header, or null when it can: Node and
  * undici send header values as latin1 and refuse CR, LF, NUL and other
@@ -111,6 +114,9 @@ export function readValue (source: ValueSource, response: ResponseView | null, j
  * the profile into an error.
  */
 export function unsendableReason (value: string): string | null {
+  // Servers refuse heads much larger (Tomcat 8 KiB, nginx 8-32 KiB): a value
+  // this long would only turn later requests into 431s.
+  if (value.length > MAX_CAPTURED_VALUE) return `it is longer than ${MAX_CAPTURED_VALUE} characters`
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i)
     if (c === 9) continue

@@ -138,4 +138,6 @@ t.test('unsendableReason: what a header cannot carry', async (t) => {
   t.equal(unsendableReason('a\u001bb'), 'it contains the control character 0x1b')
   t.equal(unsendableReason('\u20ac'), 'it contains a character outside latin1')
   t.equal(unsendableReason('\ud800'), 'it contains a character outside latin1', 'a lone surrogate')
+  t.equal(unsendableReason('x'.repeat(16 * 1024)), null)
+  t.equal(unsendableReason('x'.repeat(16 * 1024 + 1)), 'it is longer than 16384 characters')
 })
