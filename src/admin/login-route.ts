@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { SessionProxyError } from '../errors.js'
 import type { ProxyDeps } from '../proxy/forward.js'
 import { runLogin } from '../proxy/managed-exchange.js'
+import { PERSIST_FAILED_HEADER } from '../proxy/respond.js'
 import { parseTarget, type Target } from '../proxy/target.js'
 import { assertProfileName } from '../session/profiles.js'
 import type { HostAutopilot } from '../session/autopilot/host-autopilot.js'
@@ -20,7 +21,7 @@ function targetOf (pilot: HostAutopilot): Target | null {
 
 export async function loginRoute (app: FastifyInstance, opts: { deps: ProxyDeps }): Promise<void> {
   const { deps } = opts
-  app.post<{ Params: { p: string }, Querystring: { host?: string } }>('/_session/profiles/:p/login', async (req) => {
+  app.post<{ Params: { p: string }, Querystring: { host?: string } }>('/_session/profiles/:p/login', async (req, reply) => {
     assertProfileName(req.params.p)
     const profile = deps.profiles.get(req.params.p)
     const wanted = req.query.host?.toLowerCase()
@@ -34,12 +35,14 @@ export async function loginRoute (app: FastifyInstance, opts: { deps: ProxyDeps 
       }
       if (wanted !== undefined && target.authority !== wanted && target.host !== wanted) continue
       const started = Date.now()
-      await runLogin(deps, profile, pilot, target, null, pilot.generation, 'admin', true)
+      await runLogin(deps, profile, pilot, target, null, null, 'admin', true)
       results.push({ host: target.authority, flow: pilot.login!.name, ok: true, durationMs: Date.now() - started })
     }
     if (results.length === 0) {
       throw new SessionProxyError('SP_NO_LOGIN', 404, `profile "${profile.name}" has no login flow${wanted !== undefined ? ` for ${wanted}` : ''} (configure profiles.${profile.name}.autopilot[].login)`)
     }
+    if (profile.pendingWrite !== null) await profile.pendingWrite
+    if (profile.persistError !== null) reply.header(PERSIST_FAILED_HEADER, 'failed')
     return { profile: profile.name, logins: results }
   })
 }

@@ -71,9 +71,17 @@ export interface CsrfRuleConfig {
 }
 
 export interface AutopilotRule {
-  /** Host pattern, as in `hosts`. */
+  /**
+   * Host pattern, as in `hosts`. A rule with a login and no baseUrl must name
+   * one host (no `*`): the login runs only at that host and port (the
+   * scheme's default port when none is given), never at whatever matched.
+   */
   match: string
-  /** Scheme, host and optional context path that login paths are relative to; default: http(s)://<matched host>. */
+  /**
+   * Scheme, host, optional port and context path that login paths are
+   * relative to: the one origin the credentials are sent to. Default: the
+   * request's scheme and the host (and port) `match` names.
+   */
   baseUrl?: string
   login?: LoginConfig
   loggedOut?: LoggedOutConfig
@@ -84,6 +92,8 @@ export interface AutopilotRule {
   replayMaxBytes?: number
   /** Seconds to wait after a failed login before trying again (doubles up to 5 minutes). */
   loginBackoffSeconds?: number
+  /** Origins (scheme, host, port) whose session headers and CSRF tokens this rule keeps; the least recently used go first. Default 1000. */
+  maxOrigins?: number
 }
 
 const str = { type: 'string' } as const
@@ -190,7 +200,8 @@ export function autopilotSchema (secretRef: object, hostMatch: object): object {
         },
         sessionHeaders: { type: 'array', items: { type: 'string', minLength: 1 } },
         replayMaxBytes: { type: 'integer', minimum: 0 },
-        loginBackoffSeconds: { type: 'number', minimum: 0 }
+        loginBackoffSeconds: { type: 'number', minimum: 0 },
+        maxOrigins: { type: 'integer', minimum: 1 }
       }
     }
   }

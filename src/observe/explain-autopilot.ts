@@ -18,7 +18,10 @@ export const loginContributor: ExplainContributor = {
   rules: (profile, t) => {
     const pilot = pilotFor(profile, t)
     if (pilot === null || pilot.login === null) return []
-    const known = pilot.loginToken !== null
+    // Read without creating state: explain only looks.
+    const session = pilot.peekSession({ scheme: t.scheme, host: t.url.hostname.toLowerCase(), port: t.port })
+    const loginOrigin = session?.loginOrigin ?? null
+    const known = loginOrigin !== null && loginOrigin === session?.origin && pilot.loginState(loginOrigin)?.loginToken != null
     return [{
       name: 'login',
       value: `${pilot.login.name} flow${known ? ' (token held)' : ''}`,

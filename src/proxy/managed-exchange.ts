@@ -5,11 +5,20 @@
  * concurrent requests of the profile) and a replay; CSRF tokens are injected
  * into unsafe requests, and a CSRF rejection gets one token refresh and one
  * retry. Everything else behaves as on the fast path in forward.ts.
+ *
+ * Careful like the fast path: a client that goes away aborts its upstream
+ * request (also one held while a login runs) and is never replayed; answers
+ * the proxy throws away (the logged-out answer before a replay, a CSRF
+ * rejection) are read only up to limits.loginMaxBodyBytes and
+ * limits.loginStepTimeoutMs, then cut; one value goes per header name (the
+ * autopilot's session value over a host default); a response whose cookie
+ * changes could not be saved carries `x-session-proxy-persist: failed`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import type { Profile } from '../session/profiles.js'
-import type { HostAutopilot } from '../session/autopilot/host-autopilot.js'
+import { noLoginHere, type HostAutopilot, type OriginAutopilot } from '../session/autopilot/host-autopilot.js'
+import type { CapturedToken } from '../session/autopilot/csrf.js'
 import { UNSAFE_METHODS } from '../session/autopilot/csrf.js'
 import { LoginFailedError, toStepResponse } from '../session/autopilot/login-flow.js'
 import { resolveStepUrl } from '../session/autopilot/login-flow.js'
@@ -19,16 +28,14 @@ import { SessionProxyError } from '../errors.js'
 import { allocateExchangeId, msSince, type Exchange, type ForwardOptions, type ProxyDeps } from './forward.js'
 import { appendVia, buildRequestHeaders, mergeCookieHeaders, type RequestHeaderInfo } from './headers.js'
 import { HeldResponse, type ResponseHead } from './held-response.js'
-import { asProxyError, sendProxyError } from './respond.js'
-import { sendWithSession } from './session-client.js'
+import { asProxyError, PERSIST_FAILED_HEADER, sendProxyError } from './respond.js'
+import { sendWithSession, type SessionRequestOptions } from './session-client.js'
+import { parseTarget } from './target.js'
 import type { Target } from './target.js'
 import { mapUpstreamError } from './upstream-errors.js'
 
 /** Told to the client when its request could not be replayed but the session was renewed. */
 export const RENEWED_HEADER = 'x-session-proxy-session'
-/** A login page is small; anything bigger is not one. */
-const LOGGED_OUT_BODY_MAX = 256 * 1024
-const TOKEN_BODY_MAX = 512 * 1024
 const MAX_ATTEMPTS = 4
 
 interface RequestBody {
@@ -94,6 +101,36 @@ function view (head: ResponseHead, body: string | null): ResponseView {
   return { headers: head.headers, setCookies: cookiesFromSetCookie(head.setCookies), body, contentType: head.contentType }
 }
 
+/** Inside the exchange: its client has gone, so nothing more is sent or replayed. */
+class ClientGone extends Error {}
+
+/**
+ * A held response that can be cancelled before undici has connected: the
+ * request may still wait in the pool for a free connection when its client
+ * goes, and must not start then.
+ */
+class CancellableHeld extends HeldResponse {
+  private cancelled = false
+
+  override onConnect (abort: (err?: Error) => void): void {
+    super.onConnect(abort)
+    if (this.cancelled) abort(new Error('response no longer needed'))
+  }
+
+  override abort (): void {
+    this.cancelled = true
+    super.abort()
+  }
+}
+
+const NO_BODY: RequestBody = { buffer: null, stream: null }
+
+function logRejected (deps: ProxyDeps, profile: Profile, host: string, requestId: number, rejected: Array<{ name: string, source: string, reason: string }>): void {
+  for (const r of rejected) {
+    deps.log.warn({ profile: profile.name, host, req: requestId, name: r.name, source: r.source, reason: r.reason }, 'autopilot refused a captured value: it cannot be sent in a header (not kept)')
+  }
+}
+
 export class ManagedExchange {
   private readonly deps: ProxyDeps
   private readonly req: IncomingMessage
@@ -102,9 +139,16 @@ export class ManagedExchange {
   private readonly profile: Profile
   private readonly info: RequestHeaderInfo
   private readonly pilot: HostAutopilot
+  private readonly here: OriginAutopilot
   private readonly opts: ForwardOptions | undefined
   private readonly x: Exchange
+  /** Aborts the requests this exchange makes on its own (CSRF refresh) when its client goes. */
+  private readonly sideRequests = new AbortController()
+  private current: CancellableHeld | null = null
   private clientGone = false
+  /** Set when this exchange, or a login it waited for, changed the jar. */
+  private cookiesChanged = false
+  private logged = false
 
   constructor (deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, target: Target, profile: Profile, info: RequestHeaderInfo, pilot: HostAutopilot, started: number, opts: ForwardOptions | undefined) {
     this.deps = deps
@@ -114,57 +158,86 @@ export class ManagedExchange {
     this.profile = profile
     this.info = info
     this.pilot = pilot
+    this.here = pilot.at(target)
     this.opts = opts
     this.x = { id: allocateExchangeId(), method: req.method!, target, profile, started, startedAt: Date.now(), requestHeaders: [], status: 0, responseHeaders: null, responseBytes: 0, error: null }
-    res.once('close', () => { if (!res.writableFinished) this.clientGone = true })
+    // A client that resets must not become an unhandled 'error'.
+    res.on('error', (err) => deps.log.debug({ req: this.x.id, err: err.message }, 'client connection error'))
+    res.once('close', () => { if (!res.writableFinished) this.onClientGone() })
+  }
+
+  private onClientGone (): void {
+    if (this.clientGone) return
+    this.clientGone = true
+    // Its upstream request (also one held while a login runs, or still
+    // queued in the pool) and its own side requests stop now; a login it
+    // joined goes on for the others.
+    this.current?.abort()
+    this.sideRequests.abort()
+  }
+
+  private checkClient (): void {
+    if (this.clientGone) throw new ClientGone('client closed the connection')
   }
 
   async run (): Promise<void> {
     try {
       await this.exchange()
     } catch (err) {
+      this.current?.abort()
+      if (this.clientGone || err instanceof ClientGone) {
+        this.done('client-closed')
+        return
+      }
       const e = err instanceof SessionProxyError ? err : mapUpstreamError(err, this.target.authority)
       this.x.status = e.statusCode
       this.x.error = e
-      if (!this.clientGone) sendProxyError(this.res, e)
+      sendProxyError(this.res, e)
       this.done(e.code, e.message)
     }
   }
 
   private async exchange (): Promise<void> {
-    const { pilot, profile, target, deps } = this
+    const { here, profile, target, deps } = this
     const method = this.x.method
-    const body: RequestBody = this.info.hasBody ? await readBody(this.req, pilot.replayMaxBytes) : { buffer: null, stream: null }
+    const body: RequestBody = this.info.hasBody ? await readBody(this.req, this.pilot.replayMaxBytes) : NO_BODY
     const replayable = body.stream === null
-    await pilot.idle()
+    this.checkClient()
+    await here.idle()
     let renewed = false
     let csrfRetried = false
+    const csrf = here.session.csrf
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      this.checkClient()
       const jarCookie = jarCookieReader(profile, target)
-      if (pilot.csrf !== null && UNSAFE_METHODS.has(method) && !pilot.csrf.hasToken(jarCookie)) {
+      if (csrf !== null && UNSAFE_METHODS.has(method) && !csrf.hasToken(jarCookie)) {
         await this.refreshCsrf(false)
+        this.checkClient()
       }
-      const generation = pilot.generation
+      const generation = here.login?.generation ?? 0
       const held = this.send(body, jarCookieReader(profile, target))
       const head = await held.head
-      if (this.clientGone) { held.abort(); return }
+      this.checkClient()
 
-      let signal = pilot.loggedOut?.checkHead(head.status, head.headers, head.setCookies) ?? null
+      let signal = this.pilot.loggedOut?.checkHead(head.status, head.headers, head.setCookies) ?? null
       let buffered: Buffer | null = null
       let complete = false
-      if (signal === null && pilot.loggedOut?.needsBody(head.status, head.contentType) === true) {
-        ({ body: buffered, complete } = await held.readAll(LOGGED_OUT_BODY_MAX))
-        if (complete) signal = pilot.loggedOut.checkBody(buffered.toString('latin1'))
+      if (signal === null && this.pilot.loggedOut?.needsBody(head.status, head.contentType) === true) {
+        ({ body: buffered, complete } = await held.readAll(this.pilot.limits.loginMaxBodyBytes))
+        if (complete) signal = this.pilot.loggedOut.checkBody(buffered.toString('latin1'))
       }
 
-      if (signal !== null && pilot.login !== null && !renewed) {
+      // No login for an origin the rule does not log in for: the answer is delivered as it is.
+      if (signal !== null && here.login !== null && !renewed) {
         deps.events.record(profile.name, { type: 'session.loggedOut', requestId: this.x.id, signal: signal.signal, detail: signal.detail })
         // The logged-out answer's cookies belong to an anonymous session that
         // the login replaces: they are not stored.
-        if (!replayable && !complete) ({ body: buffered, complete } = await held.readAll(LOGGED_OUT_BODY_MAX))
-        else if (replayable) held.discard()
+        if (!replayable && !complete) ({ body: buffered, complete } = await held.readAll(this.pilot.limits.loginMaxBodyBytes))
+        else if (replayable) this.discard(held)
         await this.login(generation, 'logged-out')
         renewed = true
+        // A request whose client has gone is never replayed.
+        this.checkClient()
         if (replayable) {
           deps.events.record(profile.name, { type: 'request.replayed', requestId: this.x.id, originalRequestId: this.x.id, reason: `login after the session was seen logged out (${signal.signal})` })
           continue
@@ -174,84 +247,150 @@ export class ManagedExchange {
         return
       }
 
-      if (head.setCookies !== null) profile.capture(head.setCookies, target.cookieUrl, this.x.id)
+      if (head.setCookies !== null && profile.capture(head.setCookies, target.cookieUrl, this.x.id)) this.cookiesChanged = true
       this.captureTokens(head, buffered !== null && complete ? buffered.toString('latin1') : null)
 
-      if (pilot.csrf !== null && !csrfRetried && replayable && pilot.csrf.isRejection(head.status, method, head.headers)) {
-        held.discard()
+      if (csrf !== null && !csrfRetried && replayable && csrf.isRejection(head.status, method, head.headers)) {
+        this.discard(held)
         csrfRetried = true
         await this.refreshCsrf(true)
+        this.checkClient()
         deps.events.record(profile.name, { type: 'request.replayed', requestId: this.x.id, originalRequestId: this.x.id, reason: 'csrf token refreshed after 403' })
         continue
       }
 
-      await profile.pendingWrite
       await this.deliver(head, held, buffered, renewed ? [RENEWED_HEADER, 'renewed'] : null)
       return
     }
     throw new SessionProxyError('SP_AUTOPILOT_LOOP', 502, `gave up on ${target.authority} after ${MAX_ATTEMPTS} attempts (login and CSRF retries)`)
   }
 
-  private send (body: RequestBody, jarCookie: (name: string) => string | undefined): HeldResponse {
-    const { deps, profile, target, pilot, info } = this
+  private send (body: RequestBody, jarCookie: (name: string) => string | undefined): CancellableHeld {
+    const { deps, profile, target, here, info } = this
     const method = this.x.method
-    const defaults = profile.defaults.empty ? [] : profile.defaults.forHost(target.authority, target.host, target.port)
-    const extra: DefaultHeader[] = [...defaults, ...pilot.requestHeaders(method, jarCookie)]
+    // One value per header name: the autopilot's session value wins over a host default.
+    const merged = new Map<string, DefaultHeader>()
+    if (!profile.defaults.empty) for (const h of profile.defaults.forHost(target.authority, target.host, target.port)) merged.set(h[0], h)
+    for (const h of here.requestHeaders(method, jarCookie)) merged.set(h[0], h)
     const cookie = mergeCookieHeaders(info.cookie, profile.jar.cookieHeader(target.cookieUrl, target.cookieUrl))
-    let headers = buildRequestHeaders(this.req.rawHeaders, info, extra, cookie, target.authority, appendVia(info.via, deps.via.entry))
+    let headers = buildRequestHeaders(this.req.rawHeaders, info, [...merged.values()], cookie, target.authority, appendVia(info.via, deps.via.entry))
     let payload: Buffer | Readable | null = body.stream
+    const csrf = here.session.csrf
     if (body.buffer !== null) {
       payload = body.buffer
-      if (pilot.csrf !== null && UNSAFE_METHODS.has(method) && isFormBody(this.req.rawHeaders)) payload = withFormTokens(body.buffer, pilot.csrf.formFields(jarCookie))
+      if (csrf !== null && UNSAFE_METHODS.has(method) && isFormBody(this.req.rawHeaders)) payload = withFormTokens(body.buffer, csrf.formFields(jarCookie))
       headers = withoutContentLength(headers)
       headers.push('content-length', String(payload.length))
     }
     this.x.requestHeaders = headers
-    const held = new HeldResponse(deps.via.entry)
-    deps.pool.dispatch(target, { path: target.path, method, headers, body: payload }, held)
+    const held = new CancellableHeld(deps.via.entry)
+    this.current = held
+    try {
+      deps.pool.dispatch(target, { path: target.path, method, headers, body: payload }, held)
+    } catch (err) {
+      held.onError(err as Error)
+    }
     return held
   }
 
-  private captureTokens (head: ResponseHead, body: string | null): void {
-    const jarCookie = jarCookieReader(this.profile, this.target)
-    for (const t of this.pilot.capture(view(head, body), jarCookie)) {
-      this.deps.events.record(this.profile.name, { type: t.refreshed ? 'csrf.refreshed' : 'csrf.captured', requestId: this.x.id, name: t.name, source: t.source })
+  /**
+   * Lets an answer nobody will see go, within limits.loginMaxBodyBytes and
+   * limits.loginStepTimeoutMs: a short one returns its connection to the
+   * pool, a long or slow one is cut.
+   */
+  private discard (held: CancellableHeld): void {
+    const { loginStepTimeoutMs, loginMaxBodyBytes } = this.pilot.limits
+    const timer = setTimeout(() => held.abort(), loginStepTimeoutMs)
+    timer.unref()
+    held.readAll(loginMaxBodyBytes).then(({ complete }) => {
+      clearTimeout(timer)
+      if (!complete) held.abort()
+    }, () => clearTimeout(timer))
+  }
+
+  private sideOptions (): SessionRequestOptions {
+    const limits = this.pilot.limits
+    return { limits: { timeoutMs: limits.loginStepTimeoutMs, maxBodyBytes: limits.loginMaxBodyBytes }, signal: this.sideRequests.signal }
+  }
+
+  private recordTokens (found: CapturedToken[], refreshed: boolean): void {
+    const rejected: Array<{ name: string, source: string, reason: string }> = []
+    for (const t of found) {
+      if (t.rejected !== undefined) { rejected.push({ name: t.name, source: t.source, reason: t.rejected }); continue }
+      this.deps.events.record(this.profile.name, { type: refreshed || t.refreshed ? 'csrf.refreshed' : 'csrf.captured', requestId: this.x.id, name: t.name, source: t.source })
     }
+    logRejected(this.deps, this.profile, this.target.authority, this.x.id, rejected)
+  }
+
+  private captureTokens (head: ResponseHead, body: string | null): void {
+    this.recordTokens(this.here.capture(view(head, body), jarCookieReader(this.profile, this.target)), false)
   }
 
   /** Runs the profile's login for this host (once for all concurrent requests). */
   private async login (generation: number, trigger: string): Promise<void> {
+    // Whether it ran here or was joined, this request now rides on its cookies.
+    this.cookiesChanged = true
     await runLogin(this.deps, this.profile, this.pilot, this.target, this.x.id, generation, trigger)
   }
 
-  /** Fetches a fresh CSRF token with a safe request (the refresh path, or this URL). */
+  /**
+   * Fetches a fresh CSRF token with a safe request to this request's origin:
+   * the refresh path (under the baseUrl's context path when the baseUrl is
+   * this origin), or this URL. Tokens are kept per origin, so fetching one
+   * elsewhere would be no use.
+   */
   private async refreshCsrf (force: boolean): Promise<void> {
-    const { pilot, profile, target, deps } = this
-    const csrf = pilot.csrf
+    const { here, profile, target, deps } = this
+    const csrf = here.session.csrf
     if (csrf === null) return
     if (csrf.refreshPath === null && csrf.refreshHeaders.length === 0 && !force) return
-    const url = csrf.refreshPath !== null ? resolveStepUrl(pilot.baseUrl(target.scheme, target.authority), csrf.refreshPath) : `${target.scheme}://${target.authority}${target.path}`
+    const origin = `${target.scheme}://${target.authority}`
+    const url = csrf.refreshPath !== null ? resolveStepUrl(this.sameOriginBase() ?? origin, csrf.refreshPath) : `${origin}${target.path}`
     for (let i = 0; i < 2; i++) {
-      const generation = pilot.generation
-      const r = await sendWithSession(deps, profile, { method: 'GET', url, headers: csrf.refreshHeaders }, this.x.id, pilot.requestHeaders('GET', () => undefined))
-      const signal = pilot.loggedOut?.checkHead(r.status, r.headers, r.setCookies) ?? pilot.loggedOut?.checkBody(r.body) ?? null
-      if (signal !== null && pilot.login !== null && i === 0) {
+      const generation = here.login?.generation ?? 0
+      let r
+      try {
+        r = await sendWithSession(deps, profile, { method: 'GET', url, headers: csrf.refreshHeaders }, this.x.id, here.requestHeaders('GET', () => undefined), this.sideOptions())
+      } catch (err) {
+        this.checkClient()
+        if (err instanceof SessionProxyError && err.code.startsWith('SP_LOGIN_STEP_')) {
+          throw new SessionProxyError('SP_CSRF_REFRESH_FAILED', 502, `fetching a CSRF token failed: ${err.message}`)
+        }
+        throw err
+      }
+      if (r.cookiesChanged) this.cookiesChanged = true
+      const signal = this.pilot.loggedOut?.checkHead(r.status, r.headers, r.setCookies) ?? this.pilot.loggedOut?.checkBody(r.body) ?? null
+      if (signal !== null && here.login !== null && i === 0) {
         deps.events.record(profile.name, { type: 'session.loggedOut', requestId: this.x.id, signal: signal.signal, detail: `${signal.detail} (while fetching a CSRF token)` })
         await this.login(generation, 'logged-out')
+        this.checkClient()
         continue
       }
-      const jarCookie = jarCookieReader(profile, target)
-      for (const t of pilot.capture(toStepResponse(r.status, r.headers, r.setCookies, r.body), jarCookie)) {
-        deps.events.record(profile.name, { type: 'csrf.refreshed', requestId: this.x.id, name: t.name, source: t.source })
-      }
+      this.recordTokens(here.capture(toStepResponse(r.status, r.headers, r.setCookies, r.body), jarCookieReader(profile, target)), true)
       return
     }
   }
 
-  private async deliver (head: ResponseHead, held: HeldResponse, prefix: Buffer | null, extraHeader: [string, string] | null): Promise<void> {
-    const { res, x } = this
-    x.status = head.status
+  /** The baseUrl when it is this request's origin (its context path applies), else null. */
+  private sameOriginBase (): string | null {
+    let base
+    try { base = parseTarget(this.here.baseUrl) } catch { return null }
+    const t = this.target
+    return base.scheme === t.scheme && base.host === t.host && base.port === t.port ? this.here.baseUrl : null
+  }
+
+  private async deliver (head: ResponseHead, held: CancellableHeld, prefix: Buffer | null, extraHeader: [string, string] | null): Promise<void> {
+    const { res, x, profile } = this
     const headers = head.headers
+    // Nothing acknowledged is lost: the cookie changes reach the disk (or
+    // are known not to) before the client has the answer.
+    if (profile.pendingWrite !== null) await profile.pendingWrite
+    this.checkClient()
+    if (this.cookiesChanged && profile.persistError !== null) {
+      headers.push(PERSIST_FAILED_HEADER, 'failed')
+      this.deps.log.error({ profile: profile.name, host: this.target.authority, req: x.id, err: profile.persistError.message }, 'response delivered, but its cookie changes could not be saved')
+    }
+    x.status = head.status
     if (extraHeader !== null) headers.push(extraHeader[0], extraHeader[1])
     this.opts?.rewriteResponseHeaders?.(headers)
     x.responseHeaders = headers
@@ -260,13 +399,15 @@ export class ManagedExchange {
     if (prefix !== null) { x.responseBytes += prefix.length; res.write(prefix) }
     let tokenBody: Buffer[] | null = this.pilot.wantsBody(head.contentType) && prefix === null ? [] : null
     let tokenBytes = 0
+    // A page bigger than a login page is not read for tokens (limits.loginMaxBodyBytes).
+    const tokenMax = this.pilot.limits.loginMaxBodyBytes
     const observers = this.deps.observers
     await held.pipe(res, (chunk) => {
       x.responseBytes += chunk.length
       for (const o of observers) o.onResponseData?.(x, chunk)
       if (tokenBody !== null) {
         tokenBytes += chunk.length
-        if (tokenBytes > TOKEN_BODY_MAX) tokenBody = null
+        if (tokenBytes > tokenMax) tokenBody = null
         else tokenBody.push(chunk)
       }
     })
@@ -275,6 +416,8 @@ export class ManagedExchange {
   }
 
   private done (error: string | undefined, message?: string): void {
+    if (this.logged) return
+    this.logged = true
     const x = this.x
     const fields = { req: x.id, method: x.method, host: this.target.authority, status: x.status, ms: msSince(x.started), profile: this.profile.name }
     if (error === undefined) this.deps.accessLog.info(fields, 'proxied')
@@ -284,30 +427,38 @@ export class ManagedExchange {
 }
 
 /**
- * Runs (or joins) the login of `pilot` for `profile`, with events. Used by
- * the managed path and by the admin API's on-demand login.
+ * Runs (or joins) the login of `pilot` for `profile` at the login origin of
+ * `target`, with events. Used by the managed path and by the admin API's
+ * on-demand login. `generation` null: whatever the current one is (a login
+ * that is not a reaction to a request).
  */
-export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAutopilot, target: Target, requestId: number | null, generation: number, trigger: string, ignoreBackoff = false): Promise<{ ran: boolean }> {
+export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAutopilot, target: Target, requestId: number | null, generation: number | null, trigger: string, ignoreBackoff = false): Promise<{ ran: boolean }> {
   const flow = pilot.login
   if (flow === null) throw new SessionProxyError('SP_NO_LOGIN', 404, `profile "${profile.name}" has no login configured for ${target.authority}`)
+  const here = pilot.at(target)
+  const login = here.login
+  if (login === null) throw noLoginHere(pilot, here.origin)
   // A re-login replaces a session this process had; the first login of a
   // profile (also when a logged-out answer triggered it) is not one.
-  const relogin = pilot.generation > 0
-  return await pilot.ensureLoggedIn(generation, ignoreBackoff, async () => {
+  const relogin = login.generation > 0
+  return await login.ensureLoggedIn(generation ?? login.generation, ignoreBackoff, async () => {
     const started = Date.now()
     const id = requestId ?? allocateExchangeId()
     deps.events.record(profile.name, { type: 'login.started', requestId, flow: flow.name, trigger, relogin })
-    pilot.clearSessionHeaders()
+    pilot.clearSessionHeadersFor(login.origin)
+    const limits = { timeoutMs: pilot.limits.loginStepTimeoutMs, maxBodyBytes: pilot.limits.loginMaxBodyBytes }
     try {
       const result = await flow.run(
-        pilot.baseUrl(target.scheme, target.authority),
+        here.baseUrl,
         `${target.scheme}://${target.authority}${target.path}`,
         async (req) => {
-          const r = await sendWithSession(deps, profile, { method: req.method, url: req.url, headers: req.headers, body: req.body }, id, pilot.sessionHeaders)
-          pilot.captureSessionHeaders(r.headers)
+          const session = pilot.sessionAt(parseTarget(req.url))
+          const r = await sendWithSession(deps, profile, { method: req.method, url: req.url, headers: req.headers, body: req.body }, id, session.sessionHeaders, { limits })
+          logRejected(deps, profile, r.target.authority, id, session.captureSessionHeaders(r.headers))
           return toStepResponse(r.status, r.headers, r.setCookies, r.body)
         },
-        jarCookieReader(profile, target)
+        jarCookieReader(profile, target),
+        login.origin
       )
       deps.events.record(profile.name, { type: 'login.succeeded', requestId, flow: flow.name, steps: result.steps, durationMs: Date.now() - started, relogin })
       deps.log.info({ profile: profile.name, host: target.authority, flow: flow.name, ms: Date.now() - started }, 'logged in')
@@ -315,15 +466,26 @@ export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAu
     } catch (err) {
       const e = err instanceof LoginFailedError ? err : new LoginFailedError(flow.name, 'run', (err as Error).message)
       deps.events.record(profile.name, { type: 'login.failed', requestId, flow: flow.name, steps: flow.stepCount, durationMs: Date.now() - started, relogin, error: e.message })
-      deps.log.warn({ profile: profile.name, host: target.authority, flow: flow.name, error: e.message }, 'login failed')
+      deps.log.warn({ profile: profile.name, host: target.authority, flow: flow.name, code: e.code, error: e.message }, 'login failed')
       throw e
     }
   })
 }
 
 export function startManagedExchange (deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, target: Target, profile: Profile, info: RequestHeaderInfo, pilot: HostAutopilot, started: number, opts: ForwardOptions | undefined): void {
-  void new ManagedExchange(deps, req, res, target, profile, info, pilot, started, opts).run().catch((err: unknown) => {
+  const fail = (err: unknown): void => {
     deps.log.error({ err }, 'managed exchange failed')
-    if (!res.headersSent) sendProxyError(res, asProxyError(err))
-  })
+    try {
+      if (!res.headersSent) sendProxyError(res, asProxyError(err))
+      else res.destroy()
+    } catch (inner) {
+      deps.log.error({ err: inner }, 'could not answer after a managed exchange failed')
+      res.destroy()
+    }
+  }
+  try {
+    new ManagedExchange(deps, req, res, target, profile, info, pilot, started, opts).run().catch(fail)
+  } catch (err) {
+    fail(err)
+  }
 }

@@ -86,7 +86,7 @@ export class ProfileRegistry {
     this.sharedDefaults = new HostDefaults(config.hosts, [], 'default')
     for (const [name, p] of Object.entries(config.profiles)) {
       new HostDefaults(config.hosts, p.hosts ?? [], name)
-      if (p.autopilot !== undefined) new ProfileAutopilot(p.autopilot, name)
+      if (p.autopilot !== undefined) new ProfileAutopilot(p.autopilot, name, config.limits)
     }
   }
 
@@ -140,7 +140,7 @@ export class ProfileRegistry {
     // Profiles without rules of their own share one HostDefaults (and its cache).
     const defaults = settings?.hosts !== undefined && settings.hosts.length > 0 ? new HostDefaults(this.config.hosts, settings.hosts, name) : this.sharedDefaults
     const profile = new Profile(name, jar, defaults, journal)
-    if (settings?.autopilot !== undefined && settings.autopilot.length > 0) profile.autopilot = new ProfileAutopilot(settings.autopilot, name)
+    if (settings?.autopilot !== undefined && settings.autopilot.length > 0) profile.autopilot = new ProfileAutopilot(settings.autopilot, name, this.config.limits)
     jar.onChange = (change) => {
       // Expired cookies are dropped on load anyway; journaling them would
       // only add writes to plain reads.

@@ -9,9 +9,20 @@
 import type { CsrfRuleConfig, ValueSource } from '../../config/autopilot-schema.js'
 import { ConfigError } from '../../errors.js'
 import type { DefaultHeader } from '../host-defaults.js'
-import { describeSource, headerValue, htmlMeta, needsBody, readValue, type ResponseView } from './values.js'
+import { describeSource, headerValue, htmlMeta, needsBody, readValue, unsendableReason, type ResponseView } from './values.js'
 
 export const UNSAFE_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+
+/** Headers a page must not choose as its token header: framing, routing and credentials. */
+const RESERVED_HEADERS: ReadonlySet<string> = new Set([
+  'host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect',
+  'cookie', 'authorization', 'proxy-authorization', 'proxy-connection', 'via', 'content-type'
+])
+
+/** Whether a page-supplied header name (`<meta name="_csrf_header">`) may carry a token. */
+export function isTokenHeaderName (name: string): boolean {
+  return /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/.test(name) && !RESERVED_HEADERS.has(name.toLowerCase())
+}
 
 interface TokenRule {
   source: ValueSource
@@ -26,6 +37,8 @@ export interface CapturedToken {
   name: string
   source: string
   refreshed: boolean
+  /** Set when the value was refused (it cannot be sent): why. The token is not kept. */
+  rejected?: string
 }
 
 function expand (config: CsrfRuleConfig, where: string): { rules: TokenRule[], refreshPath: string | null, refreshHeaders: Array<[string, string]>, fetchOnSafe: boolean } {
@@ -106,6 +119,11 @@ export class CsrfRules {
         // response's cookies are already stored when tokens are captured.
         const v = response.setCookies.get(rule.source.cookie)
         if (v === undefined || v === '') return
+        const bad = unsendableReason(v)
+        if (bad !== null) {
+          found.push({ name: rule.header ?? rule.form ?? rule.source.cookie, source: rule.sourceName, refreshed: false, rejected: bad })
+          return
+        }
         const previous = this.cookieSeen.get(i)
         if (previous === v) return
         this.cookieSeen.set(i, v)
@@ -116,7 +134,15 @@ export class CsrfRules {
       if (value === undefined || value === '' || rule.ignore.has(value.toLowerCase())) return
       let header = rule.header
       if ('html' in rule.source && rule.source.html.meta !== undefined && response.body !== null) {
-        header = htmlMeta(response.body, `${rule.source.html.meta}_header`) ?? header
+        // The page names the header; a name that is not a header token is ignored.
+        const named = htmlMeta(response.body, `${rule.source.html.meta}_header`)
+        if (named !== undefined && isTokenHeaderName(named)) header = named
+      }
+      const bad = unsendableReason(value)
+      if (bad !== null) {
+        // Refused here, once: kept, it would make every unsafe request fail.
+        found.push({ name: header ?? rule.form ?? '', source: rule.sourceName, refreshed: false, rejected: bad })
+        return
       }
       const previous = this.tokens.get(i)
       if (previous?.value === value) return

@@ -4,14 +4,22 @@
  * when the flow runs (so a rotated file is picked up) and never logged.
  */
 import type { LoginConfig, LoginStep, ValueSource } from '../../config/autopilot-schema.js'
+import type { SecretRef } from '../../config/schema.js'
 import { ConfigError, SessionProxyError } from '../../errors.js'
 import { readSecret } from '../host-defaults.js'
-import { cookiesFromSetCookie, headerValue, readValue, type ResponseView } from './values.js'
+import { cookiesFromSetCookie, headerValue, readValue, unsendableReason, type ResponseView } from './values.js'
 
+/**
+ * Codes a login failure carries (all 502): SP_LOGIN_FAILED (the server
+ * refused or answered unexpectedly), SP_LOGIN_STEP_TIMEOUT and
+ * SP_LOGIN_STEP_TOO_LARGE (a step broke limits.loginStepTimeoutMs or
+ * limits.loginMaxBodyBytes), SP_SECRET_UNAVAILABLE (the password could not be
+ * read: the message names its config key, never its value).
+ */
 export class LoginFailedError extends SessionProxyError {
   readonly step: string
-  constructor (flow: string, step: string, reason: string) {
-    super('SP_LOGIN_FAILED', 502, `login "${flow}" failed at step "${step}": ${reason}`)
+  constructor (flow: string, step: string, reason: string, code = 'SP_LOGIN_FAILED') {
+    super(code, 502, `login "${flow}" failed at step "${step}": ${reason}`)
     this.name = 'LoginFailedError'
     this.step = step
   }
@@ -111,6 +119,35 @@ function presetSteps (config: LoginConfig, where: string): { name: string, steps
   }
 }
 
+/** Step errors whose code the login failure keeps. */
+const STEP_CODES: ReadonlySet<string> = new Set(['SP_LOGIN_STEP_TIMEOUT', 'SP_LOGIN_STEP_TOO_LARGE'])
+const SECRET_VARS = /\{\{\s*(password|basicAuth)\s*\}\}/
+
+/**
+ * Secrets checked at start-up. A profile is opened lazily (and may be
+ * reopened later); its flow is built again then, but a secret file that went
+ * away since start must fail only the logins that need it, not the profile.
+ */
+const checkedSecrets = new WeakSet<SecretRef>()
+
+/** Whether a step sends the password (in its URL, headers or body). */
+function sendsSecret (step: LoginStep): boolean {
+  const texts = [step.url, ...Object.values(step.headers ?? {}), ...Object.values(step.form ?? {}), step.json !== undefined ? JSON.stringify(step.json) : '']
+  return texts.some((t) => SECRET_VARS.test(t))
+}
+
+function originOfUrl (url: string): string | null {
+  const m = /^(https?):\/\/(\[[0-9a-fA-F:.]+\]|[^/?#:@]+)(?::(\d{1,5}))?(?:[/?#]|$)/i.exec(url)
+  if (m === null) return null
+  const scheme = m[1]!.toLowerCase()
+  return `${scheme}://${m[2]!.toLowerCase()}:${m[3] !== undefined ? Number(m[3]) : scheme === 'https' ? 443 : 80}`
+}
+
+function checkRegex (source: string | undefined, where: string): void {
+  if (source === undefined) return
+  try { new RegExp(source) } catch (err) { throw new ConfigError(`${where}: invalid regular expression: ${(err as Error).message}`) }
+}
+
 function fill (template: string, vars: ReadonlyMap<string, string>): string {
   return template.replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, (_m, name: string) => vars.get(name) ?? '')
 }
@@ -139,18 +176,40 @@ export class LoginFlow {
     this.where = where
     this.compiled = presetSteps(config, where)
     this.name = this.compiled.name
-    // Fail at start-up on a secret that cannot be read.
-    if (config.password !== undefined) readSecret(config.password, `${where}.password`)
+    this.compiled.steps.forEach((step, i) => {
+      const at = `${where}.steps[${i}]`
+      checkRegex(step.loggedInUnlessBody, `${at}.loggedInUnlessBody`)
+      checkRegex(step.expect?.locationNot, `${at}.expect.locationNot`)
+      checkRegex(step.expect?.bodyNot, `${at}.expect.bodyNot`)
+    })
+    // Fail at start-up on a secret that cannot be read (once: see checkedSecrets).
+    if (config.password !== undefined && !checkedSecrets.has(config.password)) {
+      readSecret(config.password, `${where}.password`)
+      checkedSecrets.add(config.password)
+    }
   }
 
   get stepCount (): number {
     return this.compiled.steps.length
   }
 
-  async run (baseUrl: string, requestUrl: string, send: StepSender, jarCookie: (name: string) => string | undefined): Promise<LoginResult> {
+  /**
+   * Runs the steps. `loginOrigin` (scheme://host:port) is the one origin a
+   * step that carries the password may go to, besides absolute URLs written
+   * in the config itself: a URL built from a value the server sent, or from
+   * the request, never gets the credentials.
+   */
+  async run (baseUrl: string, requestUrl: string, send: StepSender, jarCookie: (name: string) => string | undefined, loginOrigin: string | null = originOfUrl(baseUrl)): Promise<LoginResult> {
     const vars = new Map<string, string>()
     const username = this.config.username ?? ''
-    const password = this.config.password !== undefined ? readSecret(this.config.password, `${this.where}.password`) : ''
+    let password = ''
+    if (this.config.password !== undefined) {
+      try {
+        password = readSecret(this.config.password, `${this.where}.password`)
+      } catch (err) {
+        throw new LoginFailedError(this.name, 'secret', (err as Error).message, 'SP_SECRET_UNAVAILABLE')
+      }
+    }
     vars.set('username', username)
     vars.set('password', password)
     vars.set('basicAuth', 'Basic ' + Buffer.from(`${username}:${password}`, 'utf8').toString('base64'))
@@ -177,11 +236,23 @@ export class LoginFlow {
         headers.push(['content-type', 'application/json'])
       }
       const url = resolveStepUrl(baseUrl, fill(step.url, vars))
+      if (sendsSecret(step)) {
+        const literal = /^https?:\/\//i.test(step.url) && !step.url.includes('{{')
+        const to = originOfUrl(url)
+        if (!literal && (to === null || to !== loginOrigin)) {
+          throw new LoginFailedError(this.name, stepName, `refusing to send the credentials to ${to ?? JSON.stringify(url.slice(0, 100))}: they go only to ${loginOrigin ?? 'the baseUrl'} (or to an absolute URL written in the step)`)
+        }
+      }
+      for (const [name, value] of headers) {
+        const bad = unsendableReason(value)
+        if (bad !== null) throw new LoginFailedError(this.name, stepName, `the value of header ${name} cannot be sent: ${bad}`)
+      }
       let res: StepResponse
       try {
         res = await send({ method, url, headers, body })
       } catch (err) {
-        throw new LoginFailedError(this.name, stepName, (err as Error).message)
+        const code = err instanceof SessionProxyError && STEP_CODES.has(err.code) ? err.code : 'SP_LOGIN_FAILED'
+        throw new LoginFailedError(this.name, stepName, (err as Error).message, code)
       }
       const expect = step.expect
       if (expect?.status !== undefined && !expect.status.includes(res.status)) {
@@ -214,7 +285,11 @@ export class LoginFlow {
     if (value === undefined || value === '') {
       throw new LoginFailedError(this.name, 'token', `the last response has no token at ${JSON.stringify(token.from)}`)
     }
-    return { header: token.header ?? 'Authorization', value: (token.prefix ?? (token.header === undefined ? 'Bearer ' : '')) + value }
+    const full = (token.prefix ?? (token.header === undefined ? 'Bearer ' : '')) + value
+    // Refused here, once: kept, it would make every later request fail.
+    const bad = unsendableReason(full)
+    if (bad !== null) throw new LoginFailedError(this.name, 'token', `the token at ${JSON.stringify(token.from)} cannot be sent in a header: ${bad}`)
+    return { header: token.header ?? 'Authorization', value: full }
   }
 }
 

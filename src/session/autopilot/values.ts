@@ -102,3 +102,27 @@ export function readValue (source: ValueSource, response: ResponseView | null, j
   if (source.html.input !== undefined) return htmlInput(response.body, source.html.input)
   return htmlMeta(response.body, source.html.meta ?? '')
 }
+
+/** The longest token or session-header value the autopilot keeps. */
+export const MAX_CAPTURED_VALUE = 16 * 1024
+
+/**
+ * Why `value` cannot go out in an HTTP header, or null when it can: Node and
+ * undici send header values as latin1 and refuse CR, LF, NUL and other
+ * control characters (tab aside). A value the autopilot captures is checked
+ * here once, when it is captured, so it never turns every later request of
+ * the profile into an error.
+ */
+export function unsendableReason (value: string): string | null {
+  // Servers refuse heads much larger (Tomcat 8 KiB, nginx 8-32 KiB): a value
+  // this long would only turn later requests into 431s.
+  if (value.length > MAX_CAPTURED_VALUE) return `it is longer than ${MAX_CAPTURED_VALUE} characters`
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c === 9) continue
+    if (c === 13 || c === 10) return 'it contains a line break'
+    if (c < 32 || c === 127) return `it contains the control character 0x${c.toString(16).padStart(2, '0')}`
+    if (c > 255) return 'it contains a character outside latin1'
+  }
+  return null
+}

@@ -4,7 +4,7 @@
  * RestCsrfPreventionFilter's.
  */
 import t from 'tap'
-import { CsrfRules, UNSAFE_METHODS } from '../../../src/session/autopilot/csrf.js'
+import { CsrfRules, isTokenHeaderName, UNSAFE_METHODS } from '../../../src/session/autopilot/csrf.js'
 import { HostAutopilot } from '../../../src/session/autopilot/host-autopilot.js'
 import { cookiesFromSetCookie, type ResponseView } from '../../../src/session/autopilot/values.js'
 import { ConfigError } from '../../../src/errors.js'
@@ -144,20 +144,23 @@ t.test('isRejection: a 403 to an unsafe request, unless it names a token', async
   t.same([...UNSAFE_METHODS].sort(), ['DELETE', 'PATCH', 'POST', 'PUT'])
 })
 
+const HERE = { scheme: 'http', host: '127.0.0.1', port: 8080 } as const
+
 t.test('HostAutopilot: tokens only on POST/PUT/PATCH/DELETE; fetch header only on safe requests', async (t) => {
   const jar = jarOf({ 'XSRF-TOKEN': 'raw-token' })
-  const spring = new HostAutopilot({ match: '127.0.0.1:8080', csrf: [{ preset: 'spring-cookie' }] }, 'test')
+  const springRule = new HostAutopilot({ match: '127.0.0.1:8080', csrf: [{ preset: 'spring-cookie' }] }, 'test')
+  const spring = springRule.at(HERE)
   for (const m of ['POST', 'PUT', 'PATCH', 'DELETE']) t.same(spring.requestHeaders(m, jar), [['x-xsrf-token', 'X-XSRF-TOKEN', 'raw-token']], m)
   for (const m of ['GET', 'HEAD', 'OPTIONS', 'TRACE']) t.same(spring.requestHeaders(m, jar), [], m)
 
-  const tomcat = new HostAutopilot({ match: '127.0.0.1:8080', csrf: [{ preset: 'tomcat' }] }, 'test')
+  const tomcat = new HostAutopilot({ match: '127.0.0.1:8080', csrf: [{ preset: 'tomcat' }] }, 'test').at(HERE)
   tomcat.capture(headersOnly(['X-CSRF-Token', 'NONCE']), noJar)
   t.same(tomcat.requestHeaders('GET', noJar), [['x-csrf-token', 'X-CSRF-Token', 'Fetch']])
   t.same(tomcat.requestHeaders('POST', noJar), [['x-csrf-token', 'X-CSRF-Token', 'NONCE']])
 
-  t.ok(spring.matches('127.0.0.1', 8080))
-  t.notOk(spring.matches('127.0.0.1', 8081), 'another port is another host')
-  t.notOk(spring.matches('localhost', 8080))
+  t.ok(springRule.matches('127.0.0.1', 8080))
+  t.notOk(springRule.matches('127.0.0.1', 8081), 'another port is another host')
+  t.notOk(springRule.matches('localhost', 8080))
 })
 
 t.test('HostAutopilot: wantsBody follows the rules\' sources', async (t) => {
@@ -171,10 +174,35 @@ t.test('HostAutopilot: wantsBody follows the rules\' sources', async (t) => {
 })
 
 t.test('HostAutopilot: X-Auth-Token sessions are captured and sent back', async (t) => {
-  const pilot = new HostAutopilot({ match: 'h', sessionHeaders: ['X-Auth-Token'] }, 'test')
+  const pilot = new HostAutopilot({ match: 'h', sessionHeaders: ['X-Auth-Token'] }, 'test').at({ scheme: 'http', host: 'h', port: 80 })
   t.same(pilot.requestHeaders('GET', noJar), [])
   pilot.capture(headersOnly(['x-auth-token', 'f0b5a2b1-3c3e-4bd4-8d5e-0d1c8c2f9a11']), noJar)
   t.same(pilot.requestHeaders('GET', noJar), [['x-auth-token', 'X-Auth-Token', 'f0b5a2b1-3c3e-4bd4-8d5e-0d1c8c2f9a11']], 'configured spelling, sent on later requests')
   pilot.capture(headersOnly(['X-Auth-Token', '']), noJar)
   t.same(pilot.requestHeaders('POST', noJar), [['x-auth-token', 'X-Auth-Token', 'f0b5a2b1-3c3e-4bd4-8d5e-0d1c8c2f9a11']], 'an empty value (session expired) does not overwrite it')
+})
+
+t.test('a token that cannot be sent is refused when captured, and the known one kept', async (t) => {
+  const rules = new CsrfRules([{ preset: 'spring' }], 'test')
+  rules.capture(html(springLoginPage({ csrf: 'GOOD' })), noJar)
+  const bad = rules.capture(html('<input type="hidden" name="_csrf" value="x&#13;&#10;Evil: 1">'), noJar)
+  t.same(bad, [{ name: 'X-CSRF-TOKEN', source: 'html:input[name=_csrf]', refreshed: false, rejected: 'it contains a line break' }])
+  t.same(rules.headers(noJar), [['x-csrf-token', 'X-CSRF-TOKEN', 'GOOD']], 'the refused value is not kept')
+
+  const json = new CsrfRules([{ from: { json: 'token' }, to: { form: '_csrf' } }], 'test')
+  const wide = json.capture({ headers: [], setCookies: new Map(), body: '{"token":"\\ud800"}', contentType: 'application/json' }, noJar)
+  t.equal(wide[0]?.rejected, 'it contains a character outside latin1', 'a lone surrogate (encodeURIComponent would throw on it)')
+  t.same(json.formFields(noJar), [])
+
+  const cookie = new CsrfRules([{ preset: 'spring-cookie' }], 'test')
+  const c = cookie.capture(headersOnly([], ['XSRF-TOKEN=a\u0001b; Path=/']), noJar)
+  t.equal(c[0]?.rejected, 'it contains the control character 0x01')
+})
+
+t.test('a page cannot choose a framing or credential header for its token', async (t) => {
+  for (const name of ['Host', 'Content-Length', 'transfer-encoding', 'Cookie', 'Authorization', 'Connection', 'X Bad', '']) t.notOk(isTokenHeaderName(name), name)
+  for (const name of ['X-CSRF-TOKEN', 'X-APP-CSRF', 'x_xsrf']) t.ok(isTokenHeaderName(name), name)
+  const rules = new CsrfRules([{ preset: 'spring' }], 'test')
+  rules.capture(html('<meta name="_csrf" content="TOK"><meta name="_csrf_header" content="Content-Length">'), noJar)
+  t.same(rules.headers(noJar), [['x-csrf-token', 'X-CSRF-TOKEN', 'TOK']], 'the configured header is used instead')
 })

@@ -6,7 +6,10 @@
 import t from 'tap'
 import { LoginFailedError, LoginFlow, resolveStepUrl, toStepResponse, type StepResponse, type StepSender } from '../../../src/session/autopilot/login-flow.js'
 import type { LoginConfig } from '../../../src/config/autopilot-schema.js'
-import { ConfigError } from '../../../src/errors.js'
+import { ConfigError, SessionProxyError } from '../../../src/errors.js'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { HTML, JSON_TYPE, jsessionidCookie, maskCsrfToken, rawCsrfToken, springErrorJson, springLoginPage, tomcatSessionId, unmaskCsrfToken, xsrfCookie } from '../../fixtures/spring/spring-responses.js'
 
 interface Sent { method: string, url: string, headers: Array<[string, string]>, body: string | undefined }
@@ -279,4 +282,67 @@ t.test('resolveStepUrl', async (t) => {
   t.equal(resolveStepUrl('http://127.0.0.1:8080/app', '/api/auth/redeem?ticket=a.1'), 'http://127.0.0.1:8080/app/api/auth/redeem?ticket=a.1', 'query kept')
   t.equal(resolveStepUrl('http://127.0.0.1:8080/app', 'https://idp.example.com/login'), 'https://idp.example.com/login', 'absolute URLs stay')
   t.equal(resolveStepUrl('http://127.0.0.1:8080/app', 'HTTP://OTHER:81/x'), 'HTTP://OTHER:81/x')
+})
+
+t.test('credentials go only to the login origin, or to an absolute URL written in the step', async (t) => {
+  const steps = (url: string): LoginConfig => ({
+    username: 'alice',
+    password: { value: 'alice-secret' },
+    steps: [
+      { name: 'discover', url: '/api/discover', extract: { next: { json: 'next' } } },
+      { name: 'submit', url, form: { u: '{{username}}', p: '{{password}}' }, expect: { status: [200] } }
+    ]
+  })
+  const hostile = fakeSender([() => respond(200, [['Content-Type', JSON_TYPE]], '{"next":"http://evil.example:8080/steal"}')])
+  const err = await new LoginFlow(steps('{{next}}'), 'test').run(BASE, BASE, hostile.send, noJar).catch((e: unknown) => e)
+  t.match(err, { code: 'SP_LOGIN_FAILED', message: /failed at step "submit": refusing to send the credentials to http:\/\/evil\.example:8080: they go only to http:\/\/127\.0\.0\.1:8080/ })
+  t.equal(hostile.sent.length, 1, 'the server-chosen URL never got the password')
+
+  const sameHost = fakeSender([() => respond(200, [['Content-Type', JSON_TYPE]], '{"next":"/api/auth"}'), () => respond(200, [])])
+  await new LoginFlow(steps('{{next}}'), 'test').run(BASE, BASE, sameHost.send, noJar)
+  t.equal(sameHost.sent[1]!.url, `${BASE}/api/auth`, 'a path under the base stays at the login origin')
+
+  const literal = fakeSender([() => respond(200, []), () => respond(200, [])])
+  await new LoginFlow(steps('https://sso.example.com/login'), 'test').run(BASE, BASE, literal.send, noJar)
+  t.equal(literal.sent[1]!.url, 'https://sso.example.com/login', 'an absolute URL written in the config is where the operator sends it')
+
+  const elsewhere = fakeSender([() => respond(200, []), () => respond(200, [])])
+  const e2 = await new LoginFlow(steps('/login'), 'test').run(BASE, BASE, elsewhere.send, noJar, 'https://login.example.com:443').catch((e: unknown) => e)
+  t.match(e2, { message: /refusing to send the credentials to http:\/\/127\.0\.0\.1:8080/ }, 'the login origin given by the caller rules')
+})
+
+t.test('values that cannot be sent: refused in step headers and in the login token', async (t) => {
+  const flow = new LoginFlow({ username: 'a', password: { value: 'p' }, steps: [{ url: '/one', extract: { v: { json: 'v' } } }, { url: '/two', headers: { 'X-Value': '{{v}}' } }] }, 'test')
+  const s = fakeSender([() => respond(200, [['Content-Type', JSON_TYPE]], '{"v":"a\\r\\nX-Evil: 1"}')])
+  t.match(await flow.run(BASE, BASE, s.send, noJar).catch((e: unknown) => e), { message: /failed at step "step 2": the value of header X-Value cannot be sent: it contains a line break/ })
+  const token = new LoginFlow({ preset: 'json-token', username: 'a', password: { value: 'p' } }, 'test')
+  const t2 = fakeSender([() => respond(200, [['Content-Type', JSON_TYPE]], '{"token":"\\u20ac"}')])
+  t.match(await token.run(BASE, BASE, t2.send, noJar).catch((e: unknown) => e), { code: 'SP_LOGIN_FAILED', message: /failed at step "token": the token at \{"json":"token"\} cannot be sent in a header: it contains a character outside latin1/ })
+})
+
+t.test('a secret that goes away after start fails the login with SP_SECRET_UNAVAILABLE, not the flow\'s construction', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sp-secret-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'pw')
+  writeFileSync(file, 'file-secret\n')
+  const config: LoginConfig = { preset: 'basic-session', username: 'alice', password: { file } }
+  new LoginFlow(config, 'profiles.p.autopilot[0].login')
+  rmSync(file)
+  const again = new LoginFlow(config, 'profiles.p.autopilot[0].login')
+  const s = fakeSender([() => respond(200, [])])
+  const err = await again.run(BASE, BASE, s.send, noJar).catch((e: unknown) => e)
+  t.match(err, { code: 'SP_SECRET_UNAVAILABLE', statusCode: 502, message: /failed at step "secret": profiles\.p\.autopilot\[0\]\.login\.password: cannot read secret file/ })
+  t.notOk((err as Error).message.includes('file-secret'))
+  t.equal(s.sent.length, 0)
+  t.throws(() => new LoginFlow({ preset: 'basic-session', username: 'a', password: { file } }, 'x'), /cannot read secret file/, 'a new secret reference is still checked')
+})
+
+t.test('a step limit keeps its code; regular expressions are checked at load', async (t) => {
+  const flow = new LoginFlow({ preset: 'json-token', username: 'a', password: { value: 'p' } }, 'test')
+  const send: StepSender = async () => { throw new SessionProxyError('SP_LOGIN_STEP_TIMEOUT', 502, 'POST x: no complete answer within 5 ms (limits.loginStepTimeoutMs)') }
+  t.match(await flow.run(BASE, BASE, send, noJar).catch((e: unknown) => e), { code: 'SP_LOGIN_STEP_TIMEOUT', message: /failed at step "token request": POST x: no complete answer/ })
+  const other: StepSender = async () => { throw new Error('socket hang up') }
+  t.match(await flow.run(BASE, BASE, other, noJar).catch((e: unknown) => e), { code: 'SP_LOGIN_FAILED' })
+  t.throws(() => new LoginFlow({ username: 'a', steps: [{ url: '/', expect: { locationNot: '(' } }] }, 'p.login'), /p\.login\.steps\[0\]\.expect\.locationNot: invalid regular expression/)
+  t.throws(() => new LoginFlow({ username: 'a', steps: [{ url: '/', loggedInUnlessBody: '[' }] }, 'p.login'), /steps\[0\]\.loggedInUnlessBody/)
 })

@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import {
-  cookiesFromSetCookie, describeSource, headerValue, htmlInput, htmlMeta, jsonField, needsBody, readValue, type ResponseView
+  cookiesFromSetCookie, describeSource, headerValue, htmlInput, htmlMeta, jsonField, needsBody, readValue, unsendableReason, type ResponseView
 } from '../../../src/session/autopilot/values.js'
 import {
   csrfTokenJson, maskCsrfToken, rawCsrfToken, springAppPage, springLoginPage, tomcatDeleteCookie, unmaskCsrfToken, xsrfClearCookie, xsrfCookie
@@ -124,4 +124,20 @@ t.test('describeSource and needsBody', async (t) => {
   t.equal(needsBody({ json: 'token' }), 'json')
   t.equal(needsBody({ cookie: 'XSRF-TOKEN' }), null)
   t.equal(needsBody({ header: 'X-CSRF-Token' }), null)
+})
+
+t.test('unsendableReason: what a header cannot carry', async (t) => {
+  t.equal(unsendableReason('3f1e9c2a-token_/+=.~'), null)
+  t.equal(unsendableReason('with space\tand tab'), null)
+  t.equal(unsendableReason('caf\u00e9 \u00ff'), null, 'latin1 bytes go out as they came')
+  t.equal(unsendableReason(''), null)
+  t.equal(unsendableReason('a\r\nX-Injected: 1'), 'it contains a line break')
+  t.equal(unsendableReason('a\nb'), 'it contains a line break')
+  t.equal(unsendableReason('a\u0000b'), 'it contains the control character 0x00')
+  t.equal(unsendableReason('a\u007fb'), 'it contains the control character 0x7f')
+  t.equal(unsendableReason('a\u001bb'), 'it contains the control character 0x1b')
+  t.equal(unsendableReason('\u20ac'), 'it contains a character outside latin1')
+  t.equal(unsendableReason('\ud800'), 'it contains a character outside latin1', 'a lone surrogate')
+  t.equal(unsendableReason('x'.repeat(16 * 1024)), null)
+  t.equal(unsendableReason('x'.repeat(16 * 1024 + 1)), 'it is longer than 16384 characters')
 })
