@@ -44,6 +44,9 @@ export function cookieToJson (c: Cookie): Record<string, unknown> {
 /** The named profile if it exists (in memory, on disk or in the config); 404 otherwise. */
 export function findProfile (deps: Pick<AdminDeps, 'profiles'>, name: string): Profile {
   assertProfileName(name)
+  // `constructor`, `toString`, ...: the registry's `name in config.profiles`
+  // would find them on Object.prototype. Only a listed profile exists.
+  if (name in Object.prototype && !deps.profiles.names().includes(name)) throw new ProfileNotFoundError(name)
   const profile = deps.profiles.find(name)
   if (profile === undefined) throw new ProfileNotFoundError(name)
   return profile
