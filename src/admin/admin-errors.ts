@@ -15,7 +15,12 @@ export interface AdminErrorBody { error: string, message: string }
 
 /** What a client is told about `err`; null for an unexpected error (log it, answer INTERNAL). */
 export function describeAdminError (err: unknown): { status: number, body: AdminErrorBody } | null {
-  if (err instanceof SessionProxyError) return { status: err.statusCode, body: { error: err.code, message: err.message } }
+  if (err instanceof SessionProxyError) {
+    // A 500 is the proxy's own failure (a ConfigError for a secret file that
+    // went away names the file): the code only. 502/503/504 say which hop failed.
+    if (err.statusCode === 500) return { status: 500, body: { error: err.code, message: INTERNAL_MESSAGE } }
+    return { status: err.statusCode, body: { error: err.code, message: err.message } }
+  }
   const e = err as { statusCode?: unknown, code?: unknown, message?: unknown, validation?: unknown } | null
   if (e === null || typeof e !== 'object') return null
   const status = typeof e.statusCode === 'number' ? e.statusCode : e.validation !== undefined ? 400 : 500

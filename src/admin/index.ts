@@ -4,7 +4,7 @@
  * not-found handlers, the admin access log line, and the routes.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.js'
 import { BadRequestError } from '../errors.js'
@@ -54,6 +54,20 @@ export function admitAdminRequest (req: IncomingMessage, res: ServerResponse, ga
   return false
 }
 
+/** The admin API's error handler: the described error, or SP_INTERNAL with the details in the log only. */
+export function adminErrorHandler (log: Logger): (err: unknown, req: FastifyRequest, reply: FastifyReply) => void {
+  return (err, req, reply) => {
+    const described = describeAdminError(err)
+    if (described === null) {
+      log.error({ err, method: req.method, url: req.url }, 'admin request failed')
+      void reply.code(500).header(ERROR_HEADER, 'SP_INTERNAL').send({ error: 'SP_INTERNAL', message: INTERNAL_MESSAGE })
+      return
+    }
+    if (described.status >= 500) log.warn({ err, method: req.method, url: req.url }, 'admin request failed')
+    void reply.code(described.status).header(ERROR_HEADER, described.body.error).send(described.body)
+  }
+}
+
 export interface AdminOptions {
   config: Config
   log: Logger
@@ -67,16 +81,7 @@ export interface AdminOptions {
 export function registerAdmin (app: FastifyInstance, opts: AdminOptions): void {
   const { config, log, profiles, deps, observe } = opts
   const bodyLimit = config.limits.maxAdminBodyBytes
-  app.setErrorHandler((err, req, reply) => {
-    const described = describeAdminError(err)
-    if (described === null) {
-      log.error({ err, method: req.method, url: req.url }, 'admin request failed')
-      void reply.code(500).header(ERROR_HEADER, 'SP_INTERNAL').send({ error: 'SP_INTERNAL', message: INTERNAL_MESSAGE })
-      return
-    }
-    if (described.status >= 500) log.warn({ err, method: req.method, url: req.url }, 'admin request failed')
-    void reply.code(described.status).header(ERROR_HEADER, described.body.error).send(described.body)
-  })
+  app.setErrorHandler(adminErrorHandler(log))
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).header(ERROR_HEADER, 'SP_ADMIN_NOT_FOUND').header('x-content-type-options', 'nosniff').type('text/plain; charset=utf-8').send(
       req.url.startsWith('/_session')

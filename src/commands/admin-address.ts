@@ -31,6 +31,7 @@ export function adminHost (host: string): string {
  */
 export function adminTarget (opts: { host?: string, port?: string, config?: string }, env: NodeJS.ProcessEnv = process.env): AdminTarget {
   const { config } = loadConfig({
+    env,
     configFile: opts.config,
     flags: { host: opts.host, port: opts.port === undefined ? undefined : parsePort(opts.port, '--port') }
   })
