@@ -33,7 +33,9 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
  * Answered without the token even when one is required (GET/HEAD only):
  * the page and its assets (no data; the page asks for the token), the CA
  * certificate (public), and health (reduced to its status, for a Docker
- * HEALTHCHECK).
+ * HEALTHCHECK). Matched on the raw path: a percent-encoded variant
+ * (`/_session/%68ealth`) that the router decodes to a public path needs the
+ * token, never the reverse.
  */
 const PUBLIC_PATHS = new Set(['/_session', '/_session/', '/_session/health', '/_session/ca.pem'])
 const ASSET_PREFIX = '/_session/assets/'
@@ -177,7 +179,7 @@ export function checkAdminRequest (rules: GateRules, req: IncomingMessage): Sess
     if (isPublic(method, req.url ?? '')) {
       withoutCredentials.add(req)
     } else if (rules.tokenDigest === null) {
-      return new SessionProxyError('SP_ADMIN_TOKEN_UNSET', 403, 'the proxy listens beyond loopback, so its admin API needs a token, and none is configured: set admin.token (for example { env: SESSION_PROXY_ADMIN_TOKEN }) and send "Authorization: Bearer <token>"')
+      return new SessionProxyError('SP_ADMIN_TOKEN_UNSET', 403, 'the proxy listens beyond loopback, so its admin API needs a token, and none is configured: set admin.token (a secret: { value }, { env: NAME } or { file: PATH }) and send "Authorization: Bearer <token>"')
     } else {
       return new SessionProxyError('SP_ADMIN_AUTH_REQUIRED', 401, req.headers.authorization === undefined
         ? 'the admin API needs "Authorization: Bearer <token>" (the token configured as admin.token)'

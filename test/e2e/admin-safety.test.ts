@@ -181,6 +181,10 @@ t.test('admin.token: Bearer on every call, timing-safe, from { env }; the CLI se
   for (const auth of [`Bearer ${token}x`, `Bearer ${token.slice(0, -1)}`, `Basic ${Buffer.from('u:' + token).toString('base64')}`, 'Bearer', token]) {
     t.equal((await curlI(['-H', `Authorization: ${auth}`, `${base}/_session/profiles/alice/cookies`])).status, 401, auth.slice(0, 12))
   }
+  // The router decodes %5F and %68: the gate must not take these for other or public paths.
+  t.equal((await curlI([`${base}/%5Fsession/profiles/alice/cookies`])).status, 401, 'an encoded /_session/ needs the token too')
+  t.equal((await curlI([`${base}/_session/%68ealth`])).status, 401, 'an encoded health is not the public one')
+  t.equal((await curlI(['-H', 'Host: attacker.example', `${base}/%5Fsession/profiles/alice/cookies`])).status, 421)
   const ok = await curlI(['-H', `Authorization: Bearer ${token}`, `${base}/_session/profiles/alice/cookies`])
   t.equal(ok.status, 200)
   t.match(ok.body, 'SECRET-VALUE')
