@@ -12,7 +12,7 @@ Options:
   --upstream HOST[:PORT]  only the login for this upstream host
   --host HOST             the proxy's address [SESSION_PROXY_HOST] (default from the config)
   --port PORT             the proxy's port [SESSION_PROXY_PORT] (default from the config)
-  --config FILE           config file to read host and port from [SESSION_PROXY_CONFIG]
+  --config FILE           config file to read host, port and admin.token from [SESSION_PROXY_CONFIG]
   -h, --help              this help
 `
 
