@@ -4,7 +4,7 @@
 'use strict'
 
 const API = '/_session'
-const state = { profile: null, source: null, lastSeq: 0, filter: '', refreshTimer: null }
+const state = { profile: null, source: null, pollTimer: null, lastSeq: 0, filter: '', refreshTimer: null }
 
 const $ = (id) => document.getElementById(id)
 
@@ -23,11 +23,31 @@ function el (tag, attrs, ...children) {
   return e
 }
 
-async function api (path, opts) {
-  const r = await fetch(API + path, opts)
+// Beyond loopback the admin API needs its token (admin.token). The page asks
+// for it once and keeps it for this tab only. Every call also sends
+// x-session-proxy-admin, which a page of another origin cannot add without a
+// preflight the proxy never answers.
+const TOKEN_KEY = 'session-proxy-admin-token'
+
+function adminHeaders (extra) {
+  const headers = { 'x-session-proxy-admin': '1', ...extra }
+  const token = sessionStorage.getItem(TOKEN_KEY)
+  if (token) headers.authorization = `Bearer ${token}`
+  return headers
+}
+
+async function api (path, opts, retried) {
+  const r = await fetch(API + path, { ...opts, headers: adminHeaders(opts?.headers) })
   const text = await r.text()
   let body = null
   try { body = JSON.parse(text) } catch { body = text }
+  if (r.status === 401 && !retried && body?.error === 'SP_ADMIN_AUTH_REQUIRED') {
+    const token = prompt('The admin API needs its token (admin.token):')
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token.trim())
+      return await api(path, opts, true)
+    }
+  }
   if (!r.ok) throw new Error(typeof body === 'object' && body !== null && body.message ? body.message : `${r.status} ${text}`)
   return body
 }
@@ -58,6 +78,7 @@ async function selectProfile (name) {
   history.replaceState(null, '', '#' + encodeURIComponent(name))
   for (const b of document.querySelectorAll('.profile')) b.classList.toggle('active', b.dataset.profile === name)
   $('har-link').href = `${API}/profiles/${encodeURIComponent(name)}/har?download=1`
+  $('har-link').download = `${name}.har`
   await Promise.all([loadCookies(), loadCapture(), startTimeline()])
 }
 
@@ -178,6 +199,8 @@ function addEvents (events) {
 
 async function startTimeline () {
   state.source?.close()
+  state.source = null
+  clearInterval(state.pollTimer)
   state.lastSeq = 0
   $('timeline').replaceChildren()
   const name = state.profile
@@ -185,6 +208,16 @@ async function startTimeline () {
   if (name !== state.profile) return
   addEvents(page.events)
   $('timeline-empty').hidden = page.events.length > 0
+  // EventSource cannot send the token: with one, poll instead.
+  if (sessionStorage.getItem(TOKEN_KEY)) {
+    setStatus('live (polling)', 'ok')
+    $('live').classList.add('on')
+    state.pollTimer = setInterval(() => {
+      if (name !== state.profile) return
+      api(`/profiles/${encodeURIComponent(name)}/events?since=${state.lastSeq}&limit=500`).then((p) => addEvents(p.events)).catch(showError)
+    }, 2000)
+    return
+  }
   const source = new EventSource(`${API}/profiles/${encodeURIComponent(name)}/events?since=${page.lastSeq}`)
   state.source = source
   source.onopen = () => { setStatus('live', 'ok'); $('live').classList.add('on') }
@@ -232,6 +265,19 @@ function showError (err) {
 
 async function main () {
   $('explain-form').addEventListener('submit', (ev) => { runExplain(ev).catch(showError) })
+  // A plain link cannot send the token: with one, download through fetch.
+  $('har-link').addEventListener('click', (ev) => {
+    if (!sessionStorage.getItem(TOKEN_KEY)) return
+    ev.preventDefault()
+    const a = ev.currentTarget
+    fetch(a.href, { headers: adminHeaders() }).then(async (r) => {
+      if (!r.ok) throw new Error(`HAR download: ${r.status}`)
+      const url = URL.createObjectURL(await r.blob())
+      const link = el('a', { href: url, download: a.download })
+      link.click()
+      setTimeout(() => URL.revokeObjectURL(url), 10_000)
+    }).catch(showError)
+  })
   $('timeline-filter').addEventListener('change', (ev) => {
     state.filter = ev.target.value
     for (const li of $('timeline').children) li.hidden = state.filter !== '' && !li.classList.contains('cat-' + state.filter)

@@ -3,34 +3,44 @@
  * (the gate, run on the raw request before Fastify sees it), the error and
  * not-found handlers, the admin access log line, and the routes.
  */
-import { timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.js'
-import { SessionProxyError } from '../errors.js'
-import { isLoopbackHost } from '../net/allowlist.js'
+import { BadRequestError } from '../errors.js'
 import type { Observability } from '../observe/services.js'
 import type { ProxyDeps } from '../proxy/forward.js'
+import { ERROR_HEADER } from '../proxy/respond.js'
 import type { ProfileRegistry } from '../session/profiles.js'
+import { describeAdminError, INTERNAL_MESSAGE, writeAdminError } from './admin-errors.js'
 import { caRoute } from './ca-route.js'
+import { checkAdminRequest, compileGateRules, type GateRules } from './gate.js'
 import { loginRoute } from './login-route.js'
 import { observeRoutes } from './observe-routes.js'
 import { pageRoutes } from './page-route.js'
 import { adminRoutes } from './routes.js'
 
+export { ADMIN_HEADER } from './gate.js'
+
 export interface AdminGateOptions {
   config: Config
-  /** proxyAuth users (name to password), or null when auth is off. */
+  /**
+   * proxyAuth users. Not admin credentials: a Basic header is an ambient
+   * credential a browser replays cross-site, and a proxy user is not an
+   * administrator. Beyond loopback the admin API takes the bearer token.
+   */
   proxyUsers: ReadonlyMap<string, string> | null
+  /** Where admin.token's { env } is read; process.env by default. */
+  env?: NodeJS.ProcessEnv
 }
 
 export interface AdminGate {
-  readonly users: ReadonlyMap<string, string> | null
+  readonly rules: GateRules
 }
 
+/** Throws ConfigError (at start-up) for a bad admin.hosts entry or an unreadable admin.token. */
 export function createAdminGate (opts: AdminGateOptions): AdminGate {
-  return { users: opts.proxyUsers }
+  return { rules: compileGateRules(opts.config, opts.env) }
 }
 
 /**
@@ -38,12 +48,24 @@ export function createAdminGate (opts: AdminGateOptions): AdminGate {
  * the refusal itself and returns false, or returns true to let it through.
  */
 export function admitAdminRequest (req: IncomingMessage, res: ServerResponse, gate: AdminGate): boolean {
-  if (gate.users !== null && !adminAuthorized(req, gate.users)) {
-    res.writeHead(401, { 'www-authenticate': 'Basic realm="session-proxy admin"', 'content-type': 'application/json' })
-    res.end(JSON.stringify({ error: 'SP_ADMIN_AUTH_REQUIRED', message: 'the admin API needs Basic credentials of a proxyAuth user' }))
-    return false
+  const refusal = checkAdminRequest(gate.rules, req)
+  if (refusal === null) return true
+  writeAdminError(res, refusal)
+  return false
+}
+
+/** The admin API's error handler: the described error, or SP_INTERNAL with the details in the log only. */
+export function adminErrorHandler (log: Logger): (err: unknown, req: FastifyRequest, reply: FastifyReply) => void {
+  return (err, req, reply) => {
+    const described = describeAdminError(err)
+    if (described === null) {
+      log.error({ err, method: req.method, url: req.url }, 'admin request failed')
+      void reply.code(500).header(ERROR_HEADER, 'SP_INTERNAL').send({ error: 'SP_INTERNAL', message: INTERNAL_MESSAGE })
+      return
+    }
+    if (described.status >= 500) log.warn({ err, method: req.method, url: req.url }, 'admin request failed')
+    void reply.code(described.status).header(ERROR_HEADER, described.body.error).send(described.body)
   }
-  return true
 }
 
 export interface AdminOptions {
@@ -57,45 +79,32 @@ export interface AdminOptions {
 }
 
 export function registerAdmin (app: FastifyInstance, opts: AdminOptions): void {
-  const { log, profiles, deps, observe } = opts
-  app.setErrorHandler((err, _req, reply) => {
-    const e = err as Error & { statusCode?: number, code?: string, validation?: unknown }
-    if (err instanceof SessionProxyError) {
-      void reply.code(err.statusCode).send({ error: err.code, message: err.message })
-    } else if (e.validation !== undefined || (e.statusCode !== undefined && e.statusCode < 500)) {
-      void reply.code(e.statusCode ?? 400).send({ error: e.code ?? 'SP_BAD_REQUEST', message: e.message })
-    } else {
-      log.error({ err }, 'admin request failed')
-      void reply.code(500).send({ error: 'SP_INTERNAL', message: e.message })
-    }
-  })
+  const { config, log, profiles, deps, observe } = opts
+  const bodyLimit = config.limits.maxAdminBodyBytes
+  app.setErrorHandler(adminErrorHandler(log))
   app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).type('text/plain; charset=utf-8').send(
+    void reply.code(404).header(ERROR_HEADER, 'SP_ADMIN_NOT_FOUND').header('x-content-type-options', 'nosniff').type('text/plain; charset=utf-8').send(
       req.url.startsWith('/_session')
-        ? `session-proxy: no admin route ${req.method} ${req.url}\n`
+        ? `session-proxy: no admin route ${req.method} ${req.url.slice(0, 200)}\n`
         : 'session-proxy: this is an HTTP forward proxy. Send requests through it (curl -x http://127.0.0.1:8080 http://example.com/); the admin API is under /_session/.\n')
+  })
+  // Every route states its body limit rather than inheriting Fastify's default.
+  app.addHook('onRoute', (route) => {
+    route.bodyLimit ??= bodyLimit
+  })
+  // A repeated query parameter arrives as an array, which no route expects.
+  app.addHook('preValidation', async (req) => {
+    const query = req.query as Record<string, unknown> | undefined
+    for (const [name, value] of Object.entries(query ?? {})) {
+      if (typeof value !== 'string') throw new BadRequestError('SP_BAD_QUERY', `query parameter ${JSON.stringify(name.slice(0, 40))} is given more than once`)
+    }
   })
   app.addHook('onResponse', async (req, reply) => {
     log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'admin')
   })
-  void app.register(adminRoutes, { profiles, version: opts.version, startedAt: Date.now() })
+  void app.register(adminRoutes, { profiles, version: opts.version, startedAt: Date.now(), bodyLimit })
   void app.register(caRoute, { certPem: opts.certPem })
   void app.register(loginRoute, { deps })
-  void app.register(observeRoutes, { profiles, observe })
+  void app.register(observeRoutes, { profiles, observe, streamBufferBytes: config.limits.maxAdminStreamBufferBytes, log })
   void app.register(pageRoutes)
-
-}
-
-function adminAuthorized (req: IncomingMessage, users: ReadonlyMap<string, string>): boolean {
-  const remote = req.socket.remoteAddress ?? ''
-  if (isLoopbackHost(remote)) return true
-  const header = req.headers.authorization
-  if (header === undefined || !header.toLowerCase().startsWith('basic ')) return false
-  const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8')
-  const colon = decoded.indexOf(':')
-  const expected = users.get(decoded.slice(0, colon))
-  if (colon === -1 || expected === undefined) return false
-  const a = Buffer.from(decoded.slice(colon + 1))
-  const b = Buffer.from(expected)
-  return a.length === b.length && timingSafeEqual(a, b)
 }

@@ -4,6 +4,7 @@
  * cookie (for the web page's jar table).
  */
 import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
 import { BadRequestError, SessionProxyError } from '../errors.js'
 import { toHar } from '../observe/har.js'
 import { explain, parseExplainTarget } from '../observe/explain.js'
@@ -17,6 +18,9 @@ import { streamEvents, wantsEventStream } from './sse.js'
 export interface ObserveRouteDeps {
   profiles: ProfileRegistry
   observe: Observability
+  /** limits.maxAdminStreamBufferBytes */
+  streamBufferBytes: number
+  log?: Logger
 }
 
 interface ProfileParams { p: string }
@@ -47,7 +51,7 @@ export async function observeRoutes (app: FastifyInstance, deps: ObserveRouteDep
     const since = intParam(req.query.since, 'since', 0)
     const limit = intParam(req.query.limit, 'limit', 0)
     if (wantsEventStream(req)) {
-      streamEvents(req, reply, observe.events, name, since)
+      streamEvents(req, reply, observe.events, name, since, { maxBufferedBytes: deps.streamBufferBytes, log: deps.log })
       return reply
     }
     return observe.events.list(name, { since, limit })

@@ -8,11 +8,14 @@ import type { Cookie } from 'tough-cookie'
 import { SessionProxyError } from '../errors.js'
 import { parseCookiesTxt, toCookiesTxt } from '../session/cookies-txt.js'
 import { assertProfileName, type Profile, type ProfileRegistry } from '../session/profiles.js'
+import { admittedWithoutCredentials } from './gate.js'
 
 export interface AdminDeps {
   profiles: ProfileRegistry
   version: string
   startedAt: number
+  /** limits.maxAdminBodyBytes: the largest cookies.txt import. */
+  bodyLimit: number
 }
 
 export class ProfileNotFoundError extends SessionProxyError {
@@ -41,19 +44,29 @@ export function cookieToJson (c: Cookie): Record<string, unknown> {
 /** The named profile if it exists (in memory, on disk or in the config); 404 otherwise. */
 export function findProfile (deps: Pick<AdminDeps, 'profiles'>, name: string): Profile {
   assertProfileName(name)
+  // `constructor`, `toString`, ...: the registry's `name in config.profiles`
+  // would find them on Object.prototype. Only a listed profile exists.
+  if (name in Object.prototype && !deps.profiles.names().includes(name)) throw new ProfileNotFoundError(name)
   const profile = deps.profiles.find(name)
   if (profile === undefined) throw new ProfileNotFoundError(name)
   return profile
 }
 
 export async function adminRoutes (app: FastifyInstance, deps: AdminDeps): Promise<void> {
-  app.get('/_session/health', async () => ({
-    status: deps.profiles.problems.length === 0 ? 'ok' : 'degraded',
+  app.get('/_session/health', async (req) => {
+    const status = deps.profiles.problems.length === 0 ? 'ok' : 'degraded'
+    // Without the token (a Docker HEALTHCHECK): the status, nothing about the profiles.
+    if (admittedWithoutCredentials(req.raw)) return { status }
+    return healthDetails(status)
+  })
+
+  const healthDetails = (status: string): Record<string, unknown> => ({
+    status,
     version: deps.version,
     uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
     profilesLoaded: [...deps.profiles.loaded()].length,
     problems: deps.profiles.problems
-  }))
+  })
 
   app.get('/_session/profiles', async () => ({
     profiles: deps.profiles.names().map((name) => ({ name, cookies: deps.profiles.get(name).jar.size }))
@@ -82,7 +95,7 @@ export async function adminRoutes (app: FastifyInstance, deps: AdminDeps): Promi
   // body as text whatever it claims to be.
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers()
-    scope.addContentTypeParser('*', { parseAs: 'string', bodyLimit: 16 * 1024 * 1024 }, (_req, body, done) => { done(null, body) })
+    scope.addContentTypeParser('*', { parseAs: 'string', bodyLimit: deps.bodyLimit }, (_req, body, done) => { done(null, body) })
     scope.put<{ Params: ProfileParams, Body: string }>('/_session/profiles/:p/cookies.txt', async (req: FastifyRequest<{ Params: ProfileParams, Body: string }>, reply: FastifyReply) => {
       assertProfileName(req.params.p)
       const text = typeof req.body === 'string' ? req.body : ''

@@ -5,6 +5,16 @@
  */
 import { isIP } from 'node:net'
 import { loadConfig, parsePort } from '../config/load.js'
+import { readSecret } from '../session/host-defaults.js'
+
+/** Sent on every admin call: makes a POST non-simple (see src/admin/gate.ts). */
+export const ADMIN_HEADER = 'x-session-proxy-admin'
+
+/** Where the admin API is and the headers every call sends. */
+export interface AdminTarget {
+  base: string
+  headers: Record<string, string>
+}
 
 /** A wildcard listen address is reached on loopback. */
 export function adminHost (host: string): string {
@@ -13,20 +23,29 @@ export function adminHost (host: string): string {
   return isIP(host) === 6 ? `[${host}]` : host
 }
 
-/** Throws ConfigError on a bad config or port. */
-export function adminBaseUrl (opts: { host?: string, port?: string, config?: string }): string {
+/**
+ * The admin API's address and headers: ADMIN_HEADER, and the bearer token
+ * when admin.token is configured (the same config and SESSION_PROXY_*
+ * variables the server reads). Throws ConfigError on a bad config, port or
+ * an unreadable token.
+ */
+export function adminTarget (opts: { host?: string, port?: string, config?: string }, env: NodeJS.ProcessEnv = process.env): AdminTarget {
   const { config } = loadConfig({
+    env,
     configFile: opts.config,
     flags: { host: opts.host, port: opts.port === undefined ? undefined : parsePort(opts.port, '--port') }
   })
-  return `http://${adminHost(config.host)}:${config.port}`
+  const headers: Record<string, string> = { [ADMIN_HEADER]: '1' }
+  if (config.admin.token !== null) headers.authorization = `Bearer ${readSecret(config.admin.token, 'admin.token', env)}`
+  return { base: `http://${adminHost(config.host)}:${config.port}`, headers }
 }
 
 /** Calls the admin API; returns the parsed JSON or throws with the API's own message. */
-export async function adminCall (base: string, method: string, path: string): Promise<unknown> {
+export async function adminCall (target: AdminTarget, method: string, path: string): Promise<unknown> {
+  const { base, headers } = target
   let response: Response
   try {
-    response = await fetch(`${base}${path}`, { method, signal: AbortSignal.timeout(120_000) })
+    response = await fetch(`${base}${path}`, { method, headers, signal: AbortSignal.timeout(120_000) })
   } catch (e) {
     const cause = (e as { cause?: { code?: string, message?: string } }).cause
     throw new Error(`cannot reach the proxy at ${base}: ${cause?.code ?? cause?.message ?? (e as Error).message}. Is it running? Give its address with --host/--port.`)

@@ -5,7 +5,7 @@
  * it: --host/--port, SESSION_PROXY_* variables, the config file, defaults.
  */
 import { parseArgs } from 'node:util'
-import { adminBaseUrl } from './admin-address.js'
+import { adminTarget, type AdminTarget } from './admin-address.js'
 import { ConfigError } from '../errors.js'
 import type { ExplainResult, ExplainRule } from '../observe/explain.js'
 
@@ -23,7 +23,7 @@ Options:
   --json             print the admin API's JSON instead of a table
   --host HOST        the proxy's address [SESSION_PROXY_HOST] (default from the config)
   --port PORT        the proxy's port [SESSION_PROXY_PORT] (default from the config)
-  --config FILE      config file to read host and port from [SESSION_PROXY_CONFIG]
+  --config FILE      config file to read host, port and admin.token from [SESSION_PROXY_CONFIG]
   -h, --help         this help
 `
 
@@ -85,18 +85,19 @@ export async function runExplain (argv: string[], out: Out = process.stdout, err
     err.write(`session-proxy explain: give exactly one URL\n\n${EXPLAIN_HELP}`)
     return 2
   }
-  let base: string
+  let target: AdminTarget
   try {
-    base = adminBaseUrl(values)
+    target = adminTarget(values)
   } catch (e) {
     if (e instanceof ConfigError) { err.write(`session-proxy explain: ${e.message}\n`); return 2 }
     throw e
   }
   const profile = values.profile ?? 'default'
   const q = new URLSearchParams({ url: positionals[0]!, method: values.method ?? 'GET', site: values.site ?? 'same-site' })
+  const { base, headers } = target
   let response: Response
   try {
-    response = await fetch(`${base}/_session/profiles/${encodeURIComponent(profile)}/explain?${q.toString()}`, { signal: AbortSignal.timeout(10_000) })
+    response = await fetch(`${base}/_session/profiles/${encodeURIComponent(profile)}/explain?${q.toString()}`, { headers, signal: AbortSignal.timeout(10_000) })
   } catch (e) {
     const cause = (e as { cause?: { code?: string, message?: string } }).cause
     err.write(`session-proxy explain: cannot reach the proxy at ${base}: ${cause?.code ?? cause?.message ?? (e as Error).message}. Is it running? Give its address with --host/--port.\n`)

@@ -118,6 +118,8 @@ export interface LimitsConfig {
   profileIdleUnloadMs: number
   /** Bytes queued to one Server-Sent Events client before it is dropped. */
   maxAdminStreamBufferBytes: number
+  /** Largest request body the admin API reads (cookies.txt imports, JSON settings): 413 SP_ADMIN_BODY_TOO_LARGE. */
+  maxAdminBodyBytes: number
   /** Each login step (and a discarded logged-out answer) must complete within this. */
   loginStepTimeoutMs: number
   /** Largest body the proxy reads from a login step or a discarded answer. */
@@ -346,6 +348,7 @@ export const configSchema = {
         maxProfilesLoaded: positiveInt,
         profileIdleUnloadMs: nonNegativeInt,
         maxAdminStreamBufferBytes: positiveInt,
+        maxAdminBodyBytes: positiveInt,
         loginStepTimeoutMs: positiveInt,
         loginMaxBodyBytes: positiveInt,
         shutdownTimeoutMs: nonNegativeInt

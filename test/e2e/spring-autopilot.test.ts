@@ -656,7 +656,7 @@ t.test('signal: header marker', async (t) => {
 
 t.test('signal: session cookie cleared (Spring Session expiring an unknown SESSION)', async (t) => {
   const s = servers.sck!
-  const login = await fetch(`${proxy.url}/_session/profiles/sigck/login`, { method: 'POST' })
+  const login = await fetch(`${proxy.url}/_session/profiles/sigck/login`, { method: 'POST', headers: { 'x-session-proxy-admin': '1' } })
   t.equal(login.status, 200, await login.text())
   const first = await getJson('sigck', `${s.origin}/api/me`)
   t.equal(first.json?.user, 'alice', 'logged in on demand')

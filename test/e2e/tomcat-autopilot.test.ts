@@ -99,7 +99,7 @@ if (!isTomcatInstalled()) {
 
   t.test('login on demand: admin API and `session-proxy login`', async (t) => {
     const before = ((await adminGet(proxy, '/_session/profiles/bob/events')).json as { events: Array<{ type: string }> }).events.filter((e) => e.type === 'login.succeeded').length
-    const api = await curl(['-X', 'POST', `${proxy.url}/_session/profiles/bob/login`])
+    const api = await curl(['-X', 'POST', '-H', 'x-session-proxy-admin: 1', `${proxy.url}/_session/profiles/bob/login`])
     t.equal(api.status, 200, api.stdout)
     t.match(JSON.parse(api.stdout), { profile: 'bob', logins: [{ host: `127.0.0.1:${tomcat.port}`, flow: 'tomcat-form', ok: true }] })
     const cli = runCli(['login', 'bob', '--port', String(proxy.port), '--host', '127.0.0.1'])
@@ -108,10 +108,10 @@ if (!isTomcatInstalled()) {
     const after = ((await adminGet(proxy, '/_session/profiles/bob/events')).json as { events: Array<{ type: string }> }).events.filter((e) => e.type === 'login.succeeded').length
     t.equal(after - before, 2, 'each ran a login')
     t.equal((await whoami('bob')).json?.user, 'bob', 'and the session works')
-    const noStart = await curl(['-X', 'POST', `${proxy.url}/_session/profiles/alice/login`])
+    const noStart = await curl(['-X', 'POST', '-H', 'x-session-proxy-admin: 1', `${proxy.url}/_session/profiles/alice/login`])
     t.equal(noStart.status, 502, 'tomcat-form without startPath cannot log in on demand')
     t.match(JSON.parse(noStart.stdout).message, /set login.startPath to a URL under the security constraint/)
-    const none = await curl(['-X', 'POST', `${proxy.url}/_session/profiles/default/login`])
+    const none = await curl(['-X', 'POST', '-H', 'x-session-proxy-admin: 1', `${proxy.url}/_session/profiles/default/login`])
     t.equal(none.status, 404)
     t.match(JSON.parse(none.stdout), { error: 'SP_NO_LOGIN', message: /has no login flow/ })
     const cliFail = runCli(['login', 'default', '--port', String(proxy.port)])
