@@ -9,7 +9,7 @@ import { createHash, X509Certificate } from 'node:crypto'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createRequire } from 'node:module'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { ROOT, adminGet, cleanup, echoCookies, run, startProxy, startUpstream, tempDir, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
 import { createTestCa, startHttpsUpstream, type TestCa } from '../helpers/tls.js'
 
@@ -19,12 +19,12 @@ function have (bin: string): boolean {
   return existsSync(bin)
 }
 
-/** A recipe whose client is missing: a skip on a developer machine, a failure in CI. */
-function requireClient (t: Test, bin: string, pkg: string): boolean {
-  if (have(bin)) return true
-  if (CI) t.fail(`${bin} is missing: .ci/run installs ${pkg}`)
-  else t.skip(`${bin} is not installed (apt-get install ${pkg})`)
-  return false
+/**
+ * A recipe whose client is missing is skipped on a developer machine; under
+ * CI it runs, and fails on the missing binary (.ci/run installs it).
+ */
+function missing (bin: string, pkg: string): string | false {
+  return have(bin) || CI ? false : `${bin} is not installed (apt-get install ${pkg})`
 }
 
 // Proxy settings in the environment must be exactly the recipe's: drop any
@@ -76,8 +76,7 @@ t.test('curl: -x, and a profile as the proxy user', async (t) => {
   t.equal(cookieOf(again.stdout.toString()), 'tls=1', 'https through the proxy CA keeps the session')
 })
 
-t.test('wget: the proxy from the environment', async (t) => {
-  if (!requireClient(t, '/usr/bin/wget', 'wget')) return
+t.test('wget: the proxy from the environment', { skip: missing('/usr/bin/wget', 'wget') }, async (t) => {
   const u = urls('wget')
   const env = { ...NO_PROXY_ENV, http_proxy: `http://127.0.0.1:${proxy.port}` }
   await run('wget', ['-q', '-O', '-', u.set], { env })
@@ -85,8 +84,7 @@ t.test('wget: the proxy from the environment', async (t) => {
   t.equal(cookieOf(r.stdout.toString()), 'wget=1')
 })
 
-t.test('HTTPie: --proxy', async (t) => {
-  if (!requireClient(t, '/usr/bin/http', 'httpie')) return
+t.test('HTTPie: --proxy', { skip: missing('/usr/bin/http', 'httpie') }, async (t) => {
   const u = urls('httpie')
   const args = ['--ignore-stdin', '--body', `--proxy=http:http://127.0.0.1:${proxy.port}`, 'GET']
   await run('http', [...args, u.set], { env: NO_PROXY_ENV })
@@ -94,8 +92,7 @@ t.test('HTTPie: --proxy', async (t) => {
   t.equal(cookieOf(r.stdout.toString()), 'httpie=1', r.stderr)
 })
 
-t.test('Python requests: HTTP_PROXY and REQUESTS_CA_BUNDLE', async (t) => {
-  if (!requireClient(t, '/usr/bin/python3', 'python3-requests')) return
+t.test('Python requests: HTTP_PROXY and REQUESTS_CA_BUNDLE', { skip: missing('/usr/bin/python3', 'python3-requests') }, async (t) => {
   const u = urls('python')
   const x = `http://127.0.0.1:${proxy.port}`
   // Python reads both spellings, and a set lowercase one wins even when empty.
@@ -134,8 +131,7 @@ console.log(body)
   if (Number(process.versions.node.split('.')[0]) < 24) t.equal(cookieOf(plain.stdout.toString()), null, 'Node 20 fetch without a dispatcher goes direct')
 })
 
-t.test('Java: -Dhttp.proxyHost with an empty nonProxyHosts, keytool for https', async (t) => {
-  if (!requireClient(t, '/usr/bin/javac', 'openjdk-17-jdk-headless')) return
+t.test('Java: -Dhttp.proxyHost with an empty nonProxyHosts, keytool for https', { skip: missing('/usr/bin/javac', 'openjdk-17-jdk-headless') }, async (t) => {
   const src = join(work, 'Fetch.java')
   writeFileSync(src, `
 import java.net.URI;
@@ -170,8 +166,7 @@ public class Fetch {
   t.equal(cookieOf((await run('java', [...props, src, u.check], { env: NO_PROXY_ENV, timeoutMs: 60_000 })).stdout.toString()), 'java=1', 'a loopback target goes through the proxy')
 })
 
-t.test('Chromium: --proxy-server, <-loopback>, the CA trusted by its SPKI hash', async (t) => {
-  if (!requireClient(t, '/usr/bin/chromium', 'chromium')) return
+t.test('Chromium: --proxy-server, <-loopback>, the CA trusted by its SPKI hash', { skip: missing('/usr/bin/chromium', 'chromium') }, async (t) => {
   const { chromium } = await import('playwright-core')
   const spki = createHash('sha256').update(new X509Certificate(await (await fetch(`${proxy.url}/_session/ca.pem`)).text()).publicKey.export({ type: 'spki', format: 'der' })).digest('base64')
   const profileDir = tempDir('sp-chromium-')
