@@ -73,7 +73,7 @@ t.test('a managed response whose cookie changes were not saved says so', async (
   t.equal(plain.headers[PERSIST_FAILED_HEADER], undefined, 'a response that changed nothing is not marked')
 
   const admin = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/_session/profiles/p/login', headers: { 'x-requested-with': 'session-proxy-test' } }, resolve)
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/_session/profiles/p/login', headers: { 'x-session-proxy-admin': '1' } }, resolve)
     req.on('error', reject)
     req.end()
   })
