@@ -4,8 +4,13 @@
  * jar learns that it must invalidate its Cookie-header cache and journal the
  * change to disk. A Set-Cookie that repeats what the jar already holds is not
  * a change, so it costs no write.
+ *
+ * It is also where the jar's rules hold: a cookie that cannot be sent is
+ * refused (sendable.ts), whoever offers it, and the caps are kept in O(1)
+ * per cookie by keeping every cookie in least-recently-used order.
  */
 import { Cookie, MemoryCookieStore, type ErrorCallback } from 'tough-cookie'
+import { admitCookie, UnsendableCookieError } from './sendable.js'
 
 export type CookieChange =
   | { type: 'set', cookie: Cookie, previous: Cookie | undefined }
@@ -34,11 +39,36 @@ function isExpired (cookie: Cookie, now: number): boolean {
   return expiry !== undefined && expiry <= now
 }
 
+function accessTime (c: Cookie): number {
+  return c.lastAccessed instanceof Date ? c.lastAccessed.getTime() : 0
+}
+
+function idOf (domain: string, path: string, key: string): string {
+  return domain + '\u0000' + path + '\u0000' + key
+}
+
+/** A held cookie in the use order; `stamp` is its lastAccessed when it was (re)queued. */
+interface Slot {
+  id: string
+  cookie: Cookie
+  stamp: number
+}
+
+interface DomainEntry {
+  /** The domain's cookies, least recently used first. */
+  lru: Map<string, Slot>
+  /** Cookies per path, to drop empty path entries without counting keys. */
+  paths: Map<string, number>
+}
+
 export class ObservedCookieStore extends MemoryCookieStore {
   /** Called synchronously after each change; null while restoring from disk. */
   onChange: ((change: CookieChange) => void) | null = null
   size = 0
   private readonly limits: CookieStoreLimits
+  /** Every cookie, least recently used first (a Map keeps insertion order; a use re-inserts). */
+  private order = new Map<string, Slot>()
+  private domains = new Map<string, DomainEntry>()
 
   constructor (limits: CookieStoreLimits) {
     super()
@@ -48,8 +78,17 @@ export class ObservedCookieStore extends MemoryCookieStore {
   override putCookie (cookie: Cookie): Promise<void>
   override putCookie (cookie: Cookie, callback: ErrorCallback): void
   override putCookie (cookie: Cookie, callback?: ErrorCallback): Promise<void> | void {
-    const { domain, path, key } = cookie
-    const previous = domain != null && path != null ? this.idx[domain]?.[path]?.[key] : undefined
+    // The one door into the jar: tough-cookie reports a refusal here as the
+    // Set-Cookie's rejection (setCookieSync throws it).
+    const problem = admitCookie(cookie)
+    if (problem !== null) {
+      const err = new UnsendableCookieError(problem)
+      return callback ? callback(err) : Promise.reject(err)
+    }
+    const domain = cookie.domain!
+    const path = cookie.path!
+    const { key } = cookie
+    const previous = this.idx[domain]?.[path]?.[key]
     // A cookie set with a past expiry is a deletion (RFC 6265 5.3 step 11):
     // drop it now instead of keeping a dead entry until the next lookup.
     if (isExpired(cookie, Date.now())) {
@@ -57,12 +96,27 @@ export class ObservedCookieStore extends MemoryCookieStore {
       return callback ? callback(null) : Promise.resolve()
     }
     const result = callback ? super.putCookie(cookie, callback) : super.putCookie(cookie)
+    const id = idOf(domain, path, key)
     if (previous === undefined) {
       this.size++
-      this.enforceLimits(cookie)
+      const slot: Slot = { id, cookie, stamp: accessTime(cookie) }
+      this.order.set(id, slot)
+      let entry = this.domains.get(domain)
+      if (entry === undefined) {
+        entry = { lru: new Map(), paths: new Map() }
+        this.domains.set(domain, entry)
+      }
+      entry.lru.set(id, slot)
+      entry.paths.set(path, (entry.paths.get(path) ?? 0) + 1)
+      this.enforceLimits(cookie, entry)
       this.onChange?.({ type: 'set', cookie, previous })
-    } else if (!sameCookie(previous, cookie)) {
-      this.onChange?.({ type: 'set', cookie, previous })
+    } else {
+      const slot = this.order.get(id)
+      if (slot !== undefined) {
+        slot.cookie = cookie
+        this.requeue(slot, accessTime(cookie))
+      }
+      if (!sameCookie(previous, cookie)) this.onChange?.({ type: 'set', cookie, previous })
     }
     return result
   }
@@ -93,6 +147,8 @@ export class ObservedCookieStore extends MemoryCookieStore {
   override removeAllCookies (callback: ErrorCallback): void
   override removeAllCookies (callback?: ErrorCallback): Promise<void> | void {
     this.idx = Object.create(null)
+    this.order = new Map()
+    this.domains = new Map()
     this.size = 0
     this.onChange?.({ type: 'clear' })
     return callback ? callback(null) : Promise.resolve()
@@ -114,6 +170,35 @@ export class ObservedCookieStore extends MemoryCookieStore {
     return out
   }
 
+  /**
+   * Marks cookies as just used (tough-cookie has set their lastAccessed while
+   * reading them), so they are evicted last. Reads that do not report here
+   * are noticed at eviction time instead (see `oldest`).
+   */
+  touched (cookies: Iterable<Cookie>): void {
+    for (const c of cookies) {
+      if (c.domain == null || c.path == null) continue
+      const slot = this.order.get(idOf(c.domain, c.path, c.key))
+      if (slot !== undefined && slot.cookie === c) this.requeue(slot, accessTime(c))
+    }
+  }
+
+  /** The cookies in eviction order (least recently used first); for tests and diagnostics. */
+  evictionOrder (): Cookie[] {
+    return [...this.order.values()].map((s) => s.cookie)
+  }
+
+  private requeue (slot: Slot, stamp: number): void {
+    slot.stamp = stamp
+    this.order.delete(slot.id)
+    this.order.set(slot.id, slot)
+    const lru = this.domains.get(slot.cookie.domain!)?.lru
+    if (lru !== undefined) {
+      lru.delete(slot.id)
+      lru.set(slot.id, slot)
+    }
+  }
+
   private deleteEntry (cookie: Cookie, reason: 'expired' | 'evicted' | 'removed'): void {
     const { domain, path, key } = cookie
     if (domain == null || path == null) return
@@ -121,31 +206,61 @@ export class ObservedCookieStore extends MemoryCookieStore {
     const byKey = byPath?.[path]
     if (byKey?.[key] === undefined) return
     delete byKey[key]
-    if (Object.keys(byKey).length === 0) delete byPath![path]
-    if (byPath !== undefined && Object.keys(byPath).length === 0) delete this.idx[domain]
+    const id = idOf(domain, path, key)
+    this.order.delete(id)
+    const entry = this.domains.get(domain)
+    if (entry !== undefined) {
+      entry.lru.delete(id)
+      const left = (entry.paths.get(path) ?? 1) - 1
+      if (left > 0) {
+        entry.paths.set(path, left)
+      } else {
+        entry.paths.delete(path)
+        delete byPath![path]
+      }
+      if (entry.lru.size === 0) {
+        this.domains.delete(domain)
+        delete this.idx[domain]
+      }
+    }
     this.size--
     this.onChange?.({ type: 'delete', cookie, reason })
   }
 
-  /** Browsers cap jars; without a cap a misbehaving server grows memory without bound. */
-  private enforceLimits (added: Cookie): void {
-    const domain = added.domain
-    if (domain != null) {
-      const inDomain: Cookie[] = []
-      for (const byKey of Object.values(this.idx[domain] ?? {})) inDomain.push(...Object.values(byKey))
-      if (inDomain.length > this.limits.maxCookiesPerDomain) this.evictOldest(inDomain, inDomain.length - this.limits.maxCookiesPerDomain, added)
+  /**
+   * Browsers cap jars; without a cap a misbehaving server grows memory
+   * without bound. Each eviction takes the front of a use-ordered Map: O(1)
+   * amortised per cookie, however large the jar or an import is.
+   */
+  private enforceLimits (added: Cookie, entry: DomainEntry): void {
+    while (entry.lru.size > this.limits.maxCookiesPerDomain) {
+      const victim = this.oldest(entry.lru, added)
+      if (victim === undefined) break
+      this.deleteEntry(victim, 'evicted')
     }
-    if (this.size > this.limits.maxCookiesPerProfile) {
-      this.evictOldest(this.allCookies(), this.size - this.limits.maxCookiesPerProfile, added)
+    while (this.size > this.limits.maxCookiesPerProfile) {
+      const victim = this.oldest(this.order, added)
+      if (victim === undefined) break
+      this.deleteEntry(victim, 'evicted')
     }
   }
 
-  private evictOldest (cookies: Cookie[], count: number, keep: Cookie): void {
-    const byAge = cookies.filter((c) => c !== keep).sort((a, b) => accessTime(a) - accessTime(b))
-    for (const cookie of byAge.slice(0, count)) this.deleteEntry(cookie, 'evicted')
+  /**
+   * The least recently used cookie of `lru` other than `keep`. A cookie read
+   * since it was queued without `touched` (tough-cookie updates lastAccessed
+   * on every lookup) goes to the back instead: each read costs at most one
+   * such move, so this stays amortised O(1).
+   */
+  private oldest (lru: Map<string, Slot>, keep: Cookie): Cookie | undefined {
+    for (const slot of lru.values()) {
+      if (slot.cookie === keep) continue
+      const used = accessTime(slot.cookie)
+      if (used > slot.stamp) {
+        this.requeue(slot, used)
+        continue
+      }
+      return slot.cookie
+    }
+    return undefined
   }
-}
-
-function accessTime (c: Cookie): number {
-  return c.lastAccessed instanceof Date ? c.lastAccessed.getTime() : 0
 }
