@@ -30,7 +30,8 @@ const EDGE_SPACE = /^[ \t]|[ \t]$/
 
 function describe (c: string): string {
   const code = c.codePointAt(0) ?? 0
-  return code >= 0x20 && code !== 0x7f && code <= 0xff ? JSON.stringify(c) : `U+${code.toString(16).toUpperCase().padStart(4, '0')}`
+  const u = `U+${code.toString(16).toUpperCase().padStart(4, '0')}`
+  return code < 0x20 || code === 0x7f ? u : `${JSON.stringify(c)} (${u})`
 }
 
 function textProblem (text: string): string | null {
