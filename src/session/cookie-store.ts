@@ -43,20 +43,58 @@ function accessTime (c: Cookie): number {
   return c.lastAccessed instanceof Date ? c.lastAccessed.getTime() : 0
 }
 
-function idOf (domain: string, path: string, key: string): string {
-  return domain + '\u0000' + path + '\u0000' + key
+/** A place in a use list; a cookie has one in its profile's list and one in its domain's. */
+interface UseNode {
+  slot: Slot
+  prev: UseNode | null
+  next: UseNode | null
 }
 
-/** A held cookie in the use order; `stamp` is its lastAccessed when it was (re)queued. */
+/** A held cookie; `stamp` is its lastAccessed when it was last queued. */
 interface Slot {
-  id: string
   cookie: Cookie
   stamp: number
+  inProfile: UseNode
+  inDomain: UseNode
+  domain: DomainEntry
+}
+
+/** Cookies least recently used first: a doubly linked list, so a use or a removal is O(1). */
+class UseList {
+  head: UseNode | null = null
+  tail: UseNode | null = null
+  size = 0
+
+  append (node: UseNode): void {
+    node.prev = this.tail
+    node.next = null
+    if (this.tail === null) this.head = node
+    else this.tail.next = node
+    this.tail = node
+    this.size++
+  }
+
+  remove (node: UseNode): void {
+    if (node.prev === null) this.head = node.next
+    else node.prev.next = node.next
+    if (node.next === null) this.tail = node.prev
+    else node.next.prev = node.prev
+    node.prev = null
+    node.next = null
+    this.size--
+  }
+
+  moveToTail (node: UseNode): void {
+    if (this.tail === node) return
+    this.remove(node)
+    this.append(node)
+  }
 }
 
 interface DomainEntry {
+  name: string
   /** The domain's cookies, least recently used first. */
-  lru: Map<string, Slot>
+  lru: UseList
   /** Cookies per path, to drop empty path entries without counting keys. */
   paths: Map<string, number>
 }
@@ -66,8 +104,9 @@ export class ObservedCookieStore extends MemoryCookieStore {
   onChange: ((change: CookieChange) => void) | null = null
   size = 0
   private readonly limits: CookieStoreLimits
-  /** Every cookie, least recently used first (a Map keeps insertion order; a use re-inserts). */
-  private order = new Map<string, Slot>()
+  /** Every cookie, least recently used first. */
+  private order = new UseList()
+  private slots = new Map<Cookie, Slot>()
   private domains = new Map<string, DomainEntry>()
 
   constructor (limits: CookieStoreLimits) {
@@ -96,26 +135,30 @@ export class ObservedCookieStore extends MemoryCookieStore {
       return callback ? callback(null) : Promise.resolve()
     }
     const result = callback ? super.putCookie(cookie, callback) : super.putCookie(cookie)
-    const id = idOf(domain, path, key)
     if (previous === undefined) {
       this.size++
-      const slot: Slot = { id, cookie, stamp: accessTime(cookie) }
-      this.order.set(id, slot)
       let entry = this.domains.get(domain)
       if (entry === undefined) {
-        entry = { lru: new Map(), paths: new Map() }
+        entry = { name: domain, lru: new UseList(), paths: new Map() }
         this.domains.set(domain, entry)
       }
-      entry.lru.set(id, slot)
+      const slot = { cookie, stamp: accessTime(cookie), domain: entry } as Slot
+      slot.inProfile = { slot, prev: null, next: null }
+      slot.inDomain = { slot, prev: null, next: null }
+      this.slots.set(cookie, slot)
+      this.order.append(slot.inProfile)
+      entry.lru.append(slot.inDomain)
       entry.paths.set(path, (entry.paths.get(path) ?? 0) + 1)
       this.enforceLimits(cookie, entry)
       this.onChange?.({ type: 'set', cookie, previous })
     } else {
-      const slot = this.order.get(id)
-      if (slot !== undefined) {
+      const slot = this.slots.get(previous)
+      if (slot !== undefined && previous !== cookie) {
+        this.slots.delete(previous)
         slot.cookie = cookie
-        this.requeue(slot, accessTime(cookie))
+        this.slots.set(cookie, slot)
       }
+      if (slot !== undefined) this.requeue(slot, accessTime(cookie))
       if (!sameCookie(previous, cookie)) this.onChange?.({ type: 'set', cookie, previous })
     }
     return result
@@ -147,7 +190,8 @@ export class ObservedCookieStore extends MemoryCookieStore {
   override removeAllCookies (callback: ErrorCallback): void
   override removeAllCookies (callback?: ErrorCallback): Promise<void> | void {
     this.idx = Object.create(null)
-    this.order = new Map()
+    this.order = new UseList()
+    this.slots = new Map()
     this.domains = new Map()
     this.size = 0
     this.onChange?.({ type: 'clear' })
@@ -177,26 +221,22 @@ export class ObservedCookieStore extends MemoryCookieStore {
    */
   touched (cookies: Iterable<Cookie>): void {
     for (const c of cookies) {
-      if (c.domain == null || c.path == null) continue
-      const slot = this.order.get(idOf(c.domain, c.path, c.key))
-      if (slot !== undefined && slot.cookie === c) this.requeue(slot, accessTime(c))
+      const slot = this.slots.get(c)
+      if (slot !== undefined) this.requeue(slot, accessTime(c))
     }
   }
 
   /** The cookies in eviction order (least recently used first); for tests and diagnostics. */
   evictionOrder (): Cookie[] {
-    return [...this.order.values()].map((s) => s.cookie)
+    const out: Cookie[] = []
+    for (let n = this.order.head; n !== null; n = n.next) out.push(n.slot.cookie)
+    return out
   }
 
   private requeue (slot: Slot, stamp: number): void {
     slot.stamp = stamp
-    this.order.delete(slot.id)
-    this.order.set(slot.id, slot)
-    const lru = this.domains.get(slot.cookie.domain!)?.lru
-    if (lru !== undefined) {
-      lru.delete(slot.id)
-      lru.set(slot.id, slot)
-    }
+    this.order.moveToTail(slot.inProfile)
+    slot.domain.lru.moveToTail(slot.inDomain)
   }
 
   private deleteEntry (cookie: Cookie, reason: 'expired' | 'evicted' | 'removed'): void {
@@ -204,13 +244,15 @@ export class ObservedCookieStore extends MemoryCookieStore {
     if (domain == null || path == null) return
     const byPath = this.idx[domain]
     const byKey = byPath?.[path]
-    if (byKey?.[key] === undefined) return
-    delete byKey[key]
-    const id = idOf(domain, path, key)
-    this.order.delete(id)
-    const entry = this.domains.get(domain)
-    if (entry !== undefined) {
-      entry.lru.delete(id)
+    const held = byKey?.[key]
+    if (held === undefined) return
+    delete byKey![key]
+    const slot = this.slots.get(held)
+    if (slot !== undefined) {
+      this.slots.delete(held)
+      this.order.remove(slot.inProfile)
+      const entry = slot.domain
+      entry.lru.remove(slot.inDomain)
       const left = (entry.paths.get(path) ?? 1) - 1
       if (left > 0) {
         entry.paths.set(path, left)
@@ -229,7 +271,7 @@ export class ObservedCookieStore extends MemoryCookieStore {
 
   /**
    * Browsers cap jars; without a cap a misbehaving server grows memory
-   * without bound. Each eviction takes the front of a use-ordered Map: O(1)
+   * without bound. Each eviction takes the head of a use list: O(1)
    * amortised per cookie, however large the jar or an import is.
    */
   private enforceLimits (added: Cookie, entry: DomainEntry): void {
@@ -246,20 +288,24 @@ export class ObservedCookieStore extends MemoryCookieStore {
   }
 
   /**
-   * The least recently used cookie of `lru` other than `keep`. A cookie read
+   * The least recently used cookie of `list` other than `keep`. A cookie read
    * since it was queued without `touched` (tough-cookie updates lastAccessed
    * on every lookup) goes to the back instead: each read costs at most one
    * such move, so this stays amortised O(1).
    */
-  private oldest (lru: Map<string, Slot>, keep: Cookie): Cookie | undefined {
-    for (const slot of lru.values()) {
-      if (slot.cookie === keep) continue
-      const used = accessTime(slot.cookie)
-      if (used > slot.stamp) {
+  private oldest (list: UseList, keep: Cookie): Cookie | undefined {
+    // A moved cookie's stamp then equals its lastAccessed: it is moved at most once per call.
+    for (let node = list.head; node !== null;) {
+      const next = node.next
+      const slot = node.slot
+      if (slot.cookie !== keep) {
+        const used = accessTime(slot.cookie)
+        if (used <= slot.stamp) return slot.cookie
         this.requeue(slot, used)
-        continue
+        // It was the tail already, so nothing after it was used less recently.
+        if (next === null) return slot.cookie
       }
-      return slot.cookie
+      node = next
     }
     return undefined
   }

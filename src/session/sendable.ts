@@ -27,6 +27,12 @@ export const MAX_EXPIRY_MS = Date.UTC(9999, 11, 31, 23, 59, 59)
 const CONTROL = /[\x00-\x1f\x7f]/
 const BEYOND_LATIN1 = /[^\x00-\xff]/
 const EDGE_SPACE = /^[ \t]|[ \t]$/
+// The same rules as one regex each, for the common case (a cookie change on
+// the request path): only a miss runs the checks that explain the problem.
+const SAFE_NAME = /^[\x21-\x3a\x3c\x3e-\x7e\x80-\xff](?:[\x20-\x3a\x3c\x3e-\x7e\x80-\xff]*[\x21-\x3a\x3c\x3e-\x7e\x80-\xff])?$/
+const SAFE_VALUE = /^(?:[\x21-\x3a\x3c-\x7e\x80-\xff](?:[\x20-\x3a\x3c-\x7e\x80-\xff]*[\x21-\x3a\x3c-\x7e\x80-\xff])?)?$/
+const SAFE_DOMAIN = /^[\x21-\x7e\x80-\x9f\xa1-\xff]+$/
+const SAFE_PATH = /^\/[\x20-\x7e\x80-\xff]*$/
 
 function describe (c: string): string {
   const code = c.codePointAt(0) ?? 0
@@ -44,6 +50,7 @@ function textProblem (text: string): string | null {
 
 /** Why a cookie name cannot go into a Cookie header, or null when it can. */
 export function cookieNameProblem (name: string): string | null {
+  if (SAFE_NAME.test(name)) return null
   if (name === '') return 'is empty'
   const text = textProblem(name)
   if (text !== null) return text
@@ -55,6 +62,7 @@ export function cookieNameProblem (name: string): string | null {
 
 /** Why a cookie value cannot go into a Cookie header, or null when it can. */
 export function cookieValueProblem (value: string): string | null {
+  if (SAFE_VALUE.test(value)) return null
   const text = textProblem(value)
   if (text !== null) return text
   if (value.includes(';')) return 'contains ";"'
@@ -64,11 +72,15 @@ export function cookieValueProblem (value: string): string | null {
 
 /** Fast check for the hot path (a rotating value): true when `value` may be stored. */
 export function isSendableValue (value: string): boolean {
-  return cookieValueProblem(value) === null
+  return SAFE_VALUE.test(value)
 }
 
 function validDate (d: unknown): boolean {
   return d instanceof Date && !Number.isNaN(d.getTime())
+}
+
+function optionalDate (d: Date | 'Infinity' | null): boolean {
+  return d === null || d === 'Infinity' || validDate(d)
 }
 
 /**
@@ -85,17 +97,17 @@ export function sendableCookieProblem (cookie: Cookie): string | null {
   if (value !== null) return `Cookie value cannot be sent: it ${value}`
   const { domain, path } = cookie
   if (typeof domain !== 'string' || domain === '') return 'Cookie attribute domain is missing'
-  const badDomain = textProblem(domain) ?? (/\s/.test(domain) ? 'contains whitespace' : null)
+  const badDomain = SAFE_DOMAIN.test(domain) ? null : textProblem(domain) ?? (/\s/.test(domain) ? 'contains whitespace' : null)
   if (badDomain !== null) return `Cookie attribute domain cannot be stored: it ${badDomain}`
   if (typeof path !== 'string' || !path.startsWith('/')) return 'Cookie attribute path must start with "/"'
-  const badPath = textProblem(path)
+  const badPath = SAFE_PATH.test(path) ? null : textProblem(path)
   if (badPath !== null) return `Cookie attribute path cannot be stored: it ${badPath}`
   if (cookie.expires !== 'Infinity' && cookie.expires !== null && !validDate(cookie.expires)) return 'Cookie attribute expires is not a valid date'
   const maxAge = cookie.maxAge
   if (maxAge !== null && maxAge !== 'Infinity' && maxAge !== '-Infinity' && !(typeof maxAge === 'number' && !Number.isNaN(maxAge))) return 'Cookie attribute max-age is not a number'
-  for (const [label, d] of [['creation', cookie.creation], ['lastAccessed', cookie.lastAccessed]] as const) {
-    if (d !== null && d !== 'Infinity' && !validDate(d)) return `Cookie attribute ${label} is not a valid date`
-  }
+  if (!optionalDate(cookie.creation)) return 'Cookie attribute creation is not a valid date'
+  if (!optionalDate(cookie.lastAccessed)) return 'Cookie attribute lastAccessed is not a valid date'
+  if (maxAge === null && !(cookie.expires instanceof Date)) return null
   const expiry = cookie.expiryTime()
   if (expiry !== undefined && Number.isNaN(expiry)) return 'Cookie expiry is not a valid time'
   if (expiry !== undefined && expiry > MAX_EXPIRY_MS && (cookie.maxAge !== null || cookie.expires instanceof Date)) return 'Cookie expiry is beyond 9999-12-31T23:59:59Z'
