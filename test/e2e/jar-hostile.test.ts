@@ -5,11 +5,11 @@
  * the jar and its file untouched, and the caps keep a 20,000-line import
  * cheap while other requests are served.
  */
-import { readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { startRawCookieServer, type RawCookieServer } from '../fixtures/raw-cookie-server.js'
-import { adminGet, cleanup, curl, startProxy, type ProxyProcess } from '../helpers/proxy.js'
+import { adminGet, cleanup, curl, startProxy, tempDir, type ProxyProcess } from '../helpers/proxy.js'
 import { eventsOf } from '../observe/helpers.js'
 
 const MAX_ISO = '9999-12-31T23:59:59.000Z'
@@ -135,4 +135,24 @@ t.test('a 20,000-line import is capped by LRU eviction while the proxy keeps ans
   t.same(await sentCookie(proxy), { status: 200, cookie: null }, 'the proxy still answers afterwards')
   const again = await restart()
   t.equal((await listCookies(again, 'bulk')).cookies.length, 3000, 'the journal agrees after a restart')
+})
+
+t.test('a jar file from before this fix (a huge Max-Age, a CRLF value) loads without a 500 or a 502', async (t) => {
+  const dataDir = tempDir()
+  mkdirSync(join(dataDir, 'jars'), { recursive: true, mode: 0o700 })
+  const now = new Date().toISOString()
+  const record = (cookie: Record<string, unknown>): string => JSON.stringify({ op: 'set', cookie: { domain: 'app.test', path: '/', hostOnly: true, creation: now, lastAccessed: now, ...cookie } })
+  writeFileSync(join(dataDir, 'jars', 'default.jsonl'), [
+    record({ key: 'far', value: '1', maxAge: 99999999999999 }),
+    record({ key: 'evil', value: 'x\r\nX-Injected: 1' }),
+    record({ key: 'ok', value: '2' }),
+    ''
+  ].join('\n'), { mode: 0o600 })
+  const up = await startRawCookieServer(() => null)
+  const proxy = await startProxy({ args: ['--connect-to', `:80:127.0.0.1:${up.port}`], logLevel: 'warn', dataDir })
+  t.teardown(async () => { await proxy.stop(); await up.close(); cleanup(dataDir) })
+  const listed = await listCookies(proxy)
+  t.equal(listed.status, 200)
+  t.same(listed.cookies.map((c) => [c.name, c.expires]), [['far', MAX_ISO], ['ok', null]], 'the far expiry is clamped, the unsendable value is not loaded')
+  t.same(await sentCookie(proxy), { status: 200, cookie: 'far=1; ok=2' }, 'requests to that host work')
 })
