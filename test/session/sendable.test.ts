@@ -2,6 +2,7 @@
  * The rules of what a jar may hold (src/session/sendable.ts): the checks the
  * store, cookies.txt import and journal loading share.
  */
+import fc from 'fast-check'
 import t from 'tap'
 import { Cookie } from 'tough-cookie'
 import { admitCookie, clampCookieExpiry, cookieNameProblem, cookieValueProblem, expiryIso, MAX_EXPIRY_MS, sendableCookieProblem } from '../../src/session/sendable.js'
@@ -94,4 +95,15 @@ t.test('every header a sendable cookie makes is a valid header value', async (t)
     t.equal(cookieValueProblem(value!), null)
     t.match(`${name}=${value}`, HEADER_VALUE)
   }
+})
+
+t.test('property: whatever passes the checks is a header value that keeps its meaning', async (t) => {
+  const text = fc.string({ unit: fc.oneof(fc.constantFrom(' ', '\t', ';', '=', '\u0000', '\u007f', '\u00a0', '\u00ff', '\u0100', '\r'), fc.string({ unit: 'binary', maxLength: 1 })), maxLength: 10 })
+  fc.assert(fc.property(text, (s) => {
+    const name = cookieNameProblem(s) === null
+    const value = cookieValueProblem(s) === null
+    const carried = HEADER_VALUE.test(s) && !/[\x00-\x1f\x7f;]/.test(s) && !/^[ \t]|[ \t]$/.test(s)
+    return (!value || carried) && (!name || (carried && s !== '' && !s.includes('='))) && (value === carried) && (name === (carried && s !== '' && !s.includes('=')))
+  }), { seed: 3, numRuns: 2000 })
+  t.pass('2000 runs held')
 })
