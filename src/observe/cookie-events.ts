@@ -9,6 +9,7 @@ import type { Cookie } from 'tough-cookie'
 import type { CookieChange } from '../session/cookie-store.js'
 import type { Profile, ProfileRegistry } from '../session/profiles.js'
 import type { RejectedCookie } from '../session/session-jar.js'
+import { expiryIso } from '../session/sendable.js'
 import type { CookieRef, SessionEvent } from './event-types.js'
 import type { SessionEvents } from './events.js'
 import { classifyRejection, rejectedCookieName } from './reject-reason.js'
@@ -36,7 +37,8 @@ function buildRef (c: Cookie): CookieRef {
     domain: c.domain ?? '',
     path: c.path ?? '/',
     valueHash: valueHash(c.value),
-    expires: expiry === undefined || !Number.isFinite(expiry) ? null : new Date(expiry).toISOString(),
+    // Never throws: an event about a cookie must not fail the exchange that set it.
+    expires: expiryIso(expiry),
     secure: c.secure,
     httpOnly: c.httpOnly,
     hostOnly: c.hostOnly === true,

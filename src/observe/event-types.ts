@@ -21,9 +21,18 @@ export interface CookieRef {
   sameSite: string | null
 }
 
-/** Why the jar refused a Set-Cookie, classified from tough-cookie's error. */
+/**
+ * Why the jar refused a Set-Cookie, classified from tough-cookie's error or
+ * the jar's own rules (src/session/sendable.ts): 'unsendable-name' and
+ * 'unsendable-value' for what a Cookie header cannot carry (control
+ * characters, ';', characters beyond U+00FF, ...), 'unstorable-attribute'
+ * for a domain, path or date the jar cannot hold.
+ */
 export type RejectReason =
   | 'parse-error'
+  | 'unsendable-name'
+  | 'unsendable-value'
+  | 'unstorable-attribute'
   | 'public-suffix'
   | 'domain-mismatch'
   | 'secure-over-http'

@@ -3,10 +3,15 @@
  * refused a Set-Cookie only as message text, so the patterns below follow its
  * wording (checked against tough-cookie 6; test/observe covers each one) and
  * anything unknown stays 'other' with the original message kept alongside.
+ * The jar's own refusals (sendable.ts) have fixed message prefixes.
  */
 import type { RejectReason } from './event-types.js'
 
 const PATTERNS: ReadonlyArray<[RegExp, RejectReason]> = [
+  // The jar's own refusals (src/session/sendable.ts sendableCookieProblem).
+  [/^Cookie name (cannot be sent|is not a string)/, 'unsendable-name'],
+  [/^Cookie value (cannot be sent|is not a string)/, 'unsendable-value'],
+  [/^Cookie (attribute|expiry) /, 'unstorable-attribute'],
   [/failed to parse/i, 'parse-error'],
   [/public suffix|special use domain/i, 'public-suffix'],
   [/not in this host's domain/i, 'domain-mismatch'],

@@ -6,6 +6,7 @@
  */
 import { Cookie } from 'tough-cookie'
 import { CookiesTxtError } from '../errors.js'
+import { admitCookie, cookieNameProblem, cookieValueProblem, MAX_EXPIRY_MS } from './sendable.js'
 
 const HTTP_ONLY_PREFIX = '#HttpOnly_'
 
@@ -39,7 +40,8 @@ export function parseCookiesTxt (text: string, now = Date.now()): ParsedCookiesT
   const cookies: Cookie[] = []
   const problems: string[] = []
   let expired = 0
-  const lines = text.split(/\r?\n/)
+  // A BOM (Windows editors) would otherwise make line 1 a bad cookie line.
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/)
   for (let i = 0; i < lines.length; i++) {
     let line = lines[i]!
     let httpOnly = false
@@ -64,8 +66,12 @@ export function parseCookiesTxt (text: string, now = Date.now()): ParsedCookiesT
     if (!path.startsWith('/')) bad.push(`path must start with "/", not "${path}"`)
     if (secure !== 'TRUE' && secure !== 'FALSE') bad.push(`secure must be TRUE or FALSE, not "${secure}"`)
     if (!/^-?\d+$/.test(expires)) bad.push(`expires must be a number of seconds, not "${expires}"`)
-    if (name === '' || /[\s;=,\x00-\x1f\x7f]/.test(name)) bad.push(`invalid cookie name "${name}"`)
-    if (/[;\x00-\x08\x0a-\x1f\x7f]/.test(value)) bad.push('cookie value contains a control character or ";"')
+    // The jar's own rules (sendable.ts), so what GET cookies.txt exports
+    // imports again, and nothing imported fails a request later.
+    const nameProblem = cookieNameProblem(name)
+    if (nameProblem !== null) bad.push(`invalid cookie name ${JSON.stringify(name.slice(0, 64))}: it ${nameProblem}`)
+    const valueProblem = cookieValueProblem(value)
+    if (valueProblem !== null) bad.push(`cookie value cannot be sent in a Cookie header: it ${valueProblem}`)
     if (bad.length > 0) {
       problems.push(`line ${i + 1}: ${bad.join('; ')}`)
       continue
@@ -76,7 +82,7 @@ export function parseCookiesTxt (text: string, now = Date.now()): ParsedCookiesT
       continue
     }
     const created = new Date(now)
-    cookies.push(new Cookie({
+    const cookie = new Cookie({
       key: name,
       value,
       domain,
@@ -84,10 +90,17 @@ export function parseCookiesTxt (text: string, now = Date.now()): ParsedCookiesT
       secure: secure === 'TRUE',
       httpOnly,
       hostOnly: sub === 'FALSE',
-      expires: epoch > 0 ? new Date(epoch * 1000) : 'Infinity',
+      // Beyond year 9999 (or beyond what a Date holds) is clamped, as for Set-Cookie.
+      expires: epoch > 0 ? new Date(Math.min(epoch * 1000, MAX_EXPIRY_MS)) : 'Infinity',
       creation: created,
       lastAccessed: created
-    }))
+    })
+    const problem = admitCookie(cookie)
+    if (problem !== null) {
+      problems.push(`line ${i + 1}: ${problem}`)
+      continue
+    }
+    cookies.push(cookie)
   }
   if (problems.length > 0) {
     const shown = problems.slice(0, 10)

@@ -5,6 +5,7 @@
  */
 import { Cookie, CookieJar } from 'tough-cookie'
 import { ObservedCookieStore, type CookieChange, type CookieStoreLimits } from './cookie-store.js'
+import { admitCookie, isSendableValue } from './sendable.js'
 
 export interface RejectedCookie {
   setCookie: string
@@ -42,7 +43,8 @@ const CONTROL_CHARS = /[\x00-\x1F]/
 /**
  * Splits a Set-Cookie line as tough-cookie's parser does (trim, first ';',
  * first '=', trimmed name and value), or null when the line needs the full
- * parser (no name, control characters, terminators).
+ * parser (no name, control characters, terminators, a value the jar would
+ * refuse: the full path reports the refusal).
  */
 function splitSetCookie (line: string): { name: string, value: string, attrs: string } | null {
   const str = line.trim()
@@ -52,8 +54,12 @@ function splitSetCookie (line: string): { name: string, value: string, attrs: st
   if (eq <= 0 || /[\n\r\0]/.test(pair)) return null
   const name = pair.slice(0, eq).trim()
   const value = pair.slice(eq + 1).trim()
-  if (CONTROL_CHARS.test(name) || CONTROL_CHARS.test(value)) return null
+  if (CONTROL_CHARS.test(name) || !isSendableValue(value)) return null
   return { name, value, attrs: semi === -1 ? '' : str.slice(semi) }
+}
+
+function lastUse (c: Cookie): number {
+  return c.lastAccessed instanceof Date ? c.lastAccessed.getTime() : 0
 }
 
 export class SessionJar {
@@ -123,6 +129,7 @@ export class SessionJar {
     }
     if (this.store.size === 0) return ''
     const cookies = this.jar.getCookiesSync(url, { sort: true })
+    this.store.touched(cookies)
     let value = ''
     let validUntil = Infinity
     const ids: Array<[string, string, string]> = []
@@ -194,17 +201,48 @@ export class SessionJar {
     return this.store.allCookies().sort((a, b) => (a.domain ?? '').localeCompare(b.domain ?? '') || (a.path ?? '').localeCompare(b.path ?? '') || a.key.localeCompare(b.key))
   }
 
-  /** Puts back cookies read from disk without reporting them as changes. */
-  restore (cookies: Iterable<Cookie>): void {
+  /**
+   * Puts back cookies read from disk without reporting them as changes, in
+   * their last-use order so the caps evict what was least recently used.
+   * Returns the cookies the jar refused (sendable.ts), with the reason:
+   * a journal written by an older version may hold values it cannot send.
+   */
+  restore (cookies: Iterable<Cookie>): Array<{ cookie: Cookie, problem: string }> {
+    const refused: Array<{ cookie: Cookie, problem: string }> = []
+    const admitted: Cookie[] = []
+    for (const c of cookies) {
+      const problem = admitCookie(c)
+      if (problem === null) admitted.push(c)
+      else refused.push({ cookie: c, problem })
+    }
+    admitted.sort((a, b) => lastUse(a) - lastUse(b))
     const listener = this.store.onChange
     this.store.onChange = null
     try {
-      for (const c of cookies) this.store.putCookie(c, () => {})
+      for (const c of admitted) this.store.putCookie(c, () => {})
     } finally {
       this.store.onChange = listener
     }
     this.version++
     this.headerCache.clear()
+    return refused
+  }
+
+  /**
+   * Replaces the whole jar with `cookies` (an import), or changes nothing
+   * and returns the problems when one of them cannot be held. Validated
+   * whole first, so a bad cookie never leaves a half-replaced jar.
+   */
+  replaceAll (cookies: readonly Cookie[]): Array<{ index: number, problem: string }> {
+    const problems: Array<{ index: number, problem: string }> = []
+    for (const [index, c] of cookies.entries()) {
+      const problem = admitCookie(c)
+      if (problem !== null) problems.push({ index, problem })
+    }
+    if (problems.length > 0) return problems
+    this.clear()
+    for (const c of cookies) this.store.putCookie(c, () => {})
+    return problems
   }
 
   clear (): void {
