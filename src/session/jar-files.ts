@@ -107,6 +107,20 @@ export function replayJournal (text: string, now = Date.now()): { cookies: Cooki
   return { cookies, bad, lines: rows.length }
 }
 
+let fileSizeSignalHandled = false
+
+/**
+ * A write beyond the file-size limit (ulimit -f, RLIMIT_FSIZE) raises
+ * SIGXFSZ, whose default action ends the process: every session would be
+ * lost for one jar that could not grow. With a listener the write fails with
+ * EFBIG instead, which the journal reports and retries like a full disk.
+ */
+function handleFileSizeSignal (): void {
+  if (fileSizeSignalHandled || process.platform === 'win32') return
+  fileSizeSignalHandled = true
+  process.on('SIGXFSZ', () => {})
+}
+
 export class CookieJarStore {
   readonly dir: string
   private readonly handles = new HandleBudget(128)
@@ -126,6 +140,7 @@ export class CookieJarStore {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 })
     chmodSync(this.dir, 0o700)
     this.lock.acquire()
+    handleFileSizeSignal()
   }
 
   /** Gives the data directory back (after every journal is closed). */
