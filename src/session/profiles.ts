@@ -203,7 +203,9 @@ export class ProfileRegistry {
    * `idleBefore`) every unpinned one not used since then.
    */
   unloadIdle (idleBefore = -Infinity, keep?: Profile): number {
-    const max = this.config.limits.maxProfilesLoaded
+    const limit = this.config.limits.maxProfilesLoaded
+    // Over the limit, make some room at once: one scan serves the next loads too.
+    const max = this.profiles.size > limit ? limit - Math.floor(limit / 20) : limit
     const candidates: Profile[] = []
     for (const p of this.profiles.values()) {
       if (!p.pinned && p !== keep && p.journal.lastError === null) candidates.push(p)

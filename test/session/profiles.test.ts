@@ -29,7 +29,7 @@ function setup (t: Tap.Test, flags: Record<string, unknown> = {}): Setup {
   return { registry, dataDir, logs }
 }
 
-async function setCookie (p: Profile, line: string): Promise<void> {
+async function setCookie (t: Tap.Test, p: Profile, line: string): Promise<void> {
   t.ok(p.capture([line], URL_A, 1), `${p.name}: ${line} changed the jar`)
   await p.pendingWrite
 }
@@ -51,7 +51,7 @@ const waitFor = async (cond: () => boolean, what: string): Promise<void> => {
 
 t.test('loaded profiles stay within maxProfilesLoaded; unloaded ones come back from disk with their cookies', async (t) => {
   const { registry, dataDir } = setup(t, { limits: { maxProfilesLoaded: 5, profileIdleUnloadMs: 0 } })
-  for (let n = 0; n < 30; n++) await setCookie(registry.get(`p${n}`), `sid=v${n}`)
+  for (let n = 0; n < 30; n++) await setCookie(t, registry.get(`p${n}`), `sid=v${n}`)
   t.ok([...registry.loaded()].length <= 5, `at most 5 loaded (${[...registry.loaded()].length})`)
   await collect()
   const readBack = new WeakRef(registry.get('p0'))
@@ -64,11 +64,11 @@ t.test('loaded profiles stay within maxProfilesLoaded; unloaded ones come back f
 t.test('a reference held across an unload (an exchange in flight) never writes into a lost copy', async (t) => {
   const { registry, dataDir } = setup(t, { limits: { maxProfilesLoaded: 2, profileIdleUnloadMs: 0 } })
   const held = registry.get('inflight')
-  await setCookie(held, 'a=1')
+  await setCookie(t, held, 'a=1')
   for (let n = 0; n < 5; n++) registry.get(`other${n}`)
   t.notOk([...registry.loaded()].includes(held), 'unloaded while the request is in flight')
   // The upstream response arrives now and sets a cookie through the old reference.
-  await setCookie(held, 'b=2')
+  await setCookie(t, held, 'b=2')
   t.ok([...registry.loaded()].includes(held), 'the change put it back')
   t.equal(registry.get('inflight'), held, 'one instance per name')
   t.match(readFileSync(join(dataDir, 'jars', 'inflight.jsonl'), 'utf8'), '"key":"b"')
@@ -81,7 +81,7 @@ t.test('a reference held across an unload (an exchange in flight) never writes i
 t.test('an unloaded profile nobody holds is read from disk again (and GC frees it)', async (t) => {
   const { registry } = setup(t, { limits: { maxProfilesLoaded: 1, profileIdleUnloadMs: 0 } })
   let first: Profile | undefined = registry.get('gone')
-  await setCookie(first, 'k=v')
+  await setCookie(t, first, 'k=v')
   const ref = new WeakRef(first)
   first = undefined
   registry.get('someone-else')
@@ -115,13 +115,13 @@ t.test('a failing write is loud (persistError, problems, counter, log) and the p
   const { registry, dataDir, logs } = setup(t, { limits: { maxProfilesLoaded: 1, profileIdleUnloadMs: 0 } })
   const jars = join(dataDir, 'jars')
   const p = registry.get('broken')
-  await setCookie(p, 'before=1')
+  await setCookie(t, p, 'before=1')
   t.equal(p.persistError, null)
   await p.journal.suspend()
   // The disk goes away under the proxy.
   rmSync(jars, { recursive: true })
   writeFileSync(jars, '')
-  await setCookie(p, 'during=2')
+  await setCookie(t, p, 'during=2')
   t.equal((p.persistError as NodeJS.ErrnoException | null)?.code, 'ENOTDIR', 'persistError is set once pendingWrite settles')
   const problems = registry.problems as PersistProblem[]
   t.equal(problems.length, 1)
@@ -147,11 +147,11 @@ t.test('a jar that cannot be written before exit is logged as lost; close releas
   const { registry, dataDir, logs } = setup(t)
   const jars = join(dataDir, 'jars')
   const p = registry.get('doomed')
-  await setCookie(p, 'x=1')
+  await setCookie(t, p, 'x=1')
   await p.journal.suspend()
   rmSync(jars, { recursive: true })
   writeFileSync(jars, '')
-  await setCookie(p, 'y=2')
+  await setCookie(t, p, 'y=2')
   t.ok(existsSync(join(dataDir, LOCK_FILE)))
   await registry.close()
   t.ok(logs.some((l) => l.level === 50 && /lost/.test(String(l.msg))))
