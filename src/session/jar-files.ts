@@ -11,7 +11,7 @@
  * name, an expiry beyond year 9999) is rejected the same way, one by one.
  * A UTF-8 byte order mark (an editor's) is not part of the first record.
  */
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { Cookie } from 'tough-cookie'
 import type { CookieChange } from './cookie-store.js'
@@ -150,6 +150,11 @@ export class CookieJarStore {
 
   fileOf (profile: string): string {
     return join(this.dir, `${profile}.jsonl`)
+  }
+
+  /** Whether `profile` has a jar on disk (one stat, not a directory listing). */
+  exists (profile: string): boolean {
+    return existsSync(this.fileOf(profile))
   }
 
   /** Profiles that have a jar on disk. */

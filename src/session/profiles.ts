@@ -171,7 +171,7 @@ export class ProfileRegistry {
       existing.lastUsed = Date.now()
       return existing
     }
-    if (this.files.listProfiles().includes(name) || name in this.config.profiles) return this.open(name)
+    if (name in this.config.profiles || this.files.exists(name)) return this.open(name)
     return undefined
   }
 

@@ -2,10 +2,10 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { DataDirLock, DataDirLockedError, LOCK_FILE, LOCK_STALE_MS } from '../../src/session/data-dir-lock.js'
 
-const dir = (t: Tap.Test): string => {
+const dir = (t: Test): string => {
   const d = mkdtempSync(join(tmpdir(), 'sp-lock-'))
   t.teardown(() => rmSync(d, { recursive: true, force: true }))
   return d

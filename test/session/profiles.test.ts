@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import pino from 'pino'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { loadConfig } from '../../src/config/load.js'
 import { CookieJarStore } from '../../src/session/jar-files.js'
 import { LOCK_FILE } from '../../src/session/data-dir-lock.js'
@@ -17,7 +17,7 @@ const URL_A = 'http://example.test/'
 
 interface Setup { registry: ProfileRegistry, dataDir: string, logs: Array<Record<string, unknown>> }
 
-function setup (t: Tap.Test, flags: Record<string, unknown> = {}): Setup {
+function setup (t: Test, flags: Record<string, unknown> = {}): Setup {
   const dataDir = mkdtempSync(join(tmpdir(), 'sp-profiles-'))
   const { config } = loadConfig({ env: {}, flags: { dataDir, ...flags } })
   const files = new CookieJarStore(config.dataDir!)
@@ -29,7 +29,7 @@ function setup (t: Tap.Test, flags: Record<string, unknown> = {}): Setup {
   return { registry, dataDir, logs }
 }
 
-async function setCookie (t: Tap.Test, p: Profile, line: string): Promise<void> {
+async function setCookie (t: Test, p: Profile, line: string): Promise<void> {
   t.ok(p.capture([line], URL_A, 1), `${p.name}: ${line} changed the jar`)
   await p.pendingWrite
 }
@@ -86,9 +86,11 @@ t.test('an unloaded profile nobody holds is read from disk again (and GC frees i
   first = undefined
   registry.get('someone-else')
   await waitFor(() => { gc(); return ref.deref() === undefined }, 'collection')
-  const again = registry.get('gone')
-  t.equal(cookieOf(again), 'k=v')
-  t.equal(registry.find('gone'), again)
+  const again = registry.find('gone')
+  t.ok(again !== undefined, 'find reads an unloaded profile from disk')
+  t.equal(cookieOf(again!), 'k=v')
+  t.equal(registry.get('gone'), again)
+  t.equal(registry.find('never-seen'), undefined, 'find does not create one')
 })
 
 t.test('idle profiles are unloaded after profileIdleUnloadMs; config profiles never', async (t) => {
