@@ -133,6 +133,11 @@ export class Metrics implements ExchangeObserver {
     w.family('session_proxy_profiles_loaded', 'gauge', 'Profiles whose jar is in memory.')
     w.sample('session_proxy_profiles_loaded', {}, shown + (other > 0 ? 1 : 0))
 
+    w.family('session_proxy_persist_failures_total', 'counter', 'Cookie jar writes that failed (read-only or full disk, I/O errors), retries included.')
+    w.sample('session_proxy_persist_failures_total', {}, this.profiles.persistFailuresTotal)
+    w.family('session_proxy_persist_failing_profiles', 'gauge', 'Profiles whose latest cookie jar write failed (their changes are not on disk yet).')
+    w.sample('session_proxy_persist_failing_profiles', {}, this.profiles.failingProfiles)
+
     w.family('session_proxy_logins_total', 'counter', 'Login runs by profile and outcome (re-logins included).')
     this.logins.write(w, 'session_proxy_logins_total', 'outcome')
     w.family('session_proxy_relogins_total', 'counter', 'Login runs that replaced a lost session, by profile and outcome.')

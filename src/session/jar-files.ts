@@ -6,13 +6,18 @@
  * or {"op":"clear"}. Loading replays the lines in order. A line that does not
  * parse (a torn last write, a damaged disk, a hand edit) does not stop the
  * start: the whole file is copied aside as `<file>.corrupt-<time>`, what is
- * valid is loaded, and the problem is reported.
+ * valid is loaded, and the problem is reported. A record that parses but
+ * holds a cookie no client could be sent (a CR/LF or non-latin1 value, a bad
+ * name, an expiry beyond year 9999) is rejected the same way, one by one.
+ * A UTF-8 byte order mark (an editor's) is not part of the first record.
  */
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { Cookie } from 'tough-cookie'
 import type { CookieChange } from './cookie-store.js'
-import { HandleBudget, Journal } from './journal.js'
+import { HandleBudget, Journal, type JournalOptions } from './journal.js'
+import { DataDirLock } from './data-dir-lock.js'
+import { admitCookie } from './sendable.js'
 
 export interface LoadProblem {
   profile: string
@@ -58,7 +63,7 @@ export function snapshotOf (cookies: Iterable<Cookie>): string {
 export function replayJournal (text: string, now = Date.now()): { cookies: Cookie[], bad: Array<{ line: number, error: string }>, lines: number } {
   const live = new Map<string, Cookie>()
   const bad: Array<{ line: number, error: string }> = []
-  const rows = text.split('\n')
+  const rows = (text.charCodeAt(0) === 0xFEFF ? text.slice(1) : text).split('\n')
   if (rows[rows.length - 1] === '') rows.pop()
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i]!
@@ -70,9 +75,21 @@ export function replayJournal (text: string, now = Date.now()): { cookies: Cooki
       continue
     }
     if (record?.op === 'set') {
-      const cookie = Cookie.fromJSON(record.cookie)
+      let cookie: Cookie | undefined
+      try {
+        cookie = Cookie.fromJSON(record.cookie)
+      } catch {
+        cookie = undefined
+      }
       if (cookie === undefined || typeof cookie.key !== 'string' || cookie.domain == null || cookie.path == null) {
         bad.push({ line: i + 1, error: 'not a valid cookie record' })
+        continue
+      }
+      // The same rules as every other way into a jar: far expiries are
+      // clamped, values a Cookie header cannot carry are refused.
+      const unsendable = admitCookie(cookie)
+      if (unsendable !== null) {
+        bad.push({ line: i + 1, error: unsendable })
         continue
       }
       live.set(cookieId(cookie.domain, cookie.path, cookie.key), cookie)
@@ -92,22 +109,54 @@ export function replayJournal (text: string, now = Date.now()): { cookies: Cooki
   return { cookies, bad, lines: rows.length }
 }
 
+let fileSizeSignalHandled = false
+
+/**
+ * A write beyond the file-size limit (ulimit -f, RLIMIT_FSIZE) raises
+ * SIGXFSZ, whose default action ends the process: every session would be
+ * lost for one jar that could not grow. With a listener the write fails with
+ * EFBIG instead, which the journal reports and retries like a full disk.
+ */
+function handleFileSizeSignal (): void {
+  if (fileSizeSignalHandled || process.platform === 'win32') return
+  fileSizeSignalHandled = true
+  process.on('SIGXFSZ', () => {})
+}
+
 export class CookieJarStore {
   readonly dir: string
   private readonly handles = new HandleBudget(128)
+  private readonly lock: DataDirLock
 
   constructor (dataDir: string) {
     this.dir = join(dataDir, 'jars')
+    this.lock = new DataDirLock(dataDir)
   }
 
-  /** Creates the directories, owner-only. Throws with the path when it cannot. */
+  /**
+   * Creates the directories, owner-only, and takes the data directory's
+   * lock. Throws with the path when it cannot, naming the holder's pid when
+   * another process has the directory.
+   */
   init (): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 })
     chmodSync(this.dir, 0o700)
+    this.lock.acquire()
+    handleFileSizeSignal()
+  }
+
+  /** Gives the data directory back (after every journal is closed). */
+  release (): void {
+    this.lock.release()
   }
 
   fileOf (profile: string): string {
     return join(this.dir, `${profile}.jsonl`)
+  }
+
+  /** Whether `profile` has a jar on disk (one stat, not a directory listing). */
+  exists (profile: string): boolean {
+    return existsSync(this.fileOf(profile))
   }
 
   /** Profiles that have a jar on disk. */
@@ -151,7 +200,7 @@ export class CookieJarStore {
     }
   }
 
-  openJournal (profile: string, opts: { snapshot: () => string, liveRecords: () => number, onError: (err: Error, path: string) => void, existingLines: number, compactFirst: boolean }): Journal {
+  openJournal (profile: string, opts: Omit<JournalOptions, 'path' | 'budget'>): Journal {
     return new Journal({ path: this.fileOf(profile), ...opts, budget: this.handles })
   }
 }

@@ -14,6 +14,12 @@
  * When the journal has grown well past the live state, the next flush
  * rewrites it as a snapshot instead: temporary file, fsync, rename, so a
  * crash leaves either the old or the new file, never half of one.
+ *
+ * A write that fails (read-only or full disk, EIO) is never silent: the
+ * batch settles with the error, `onError` reports it, and the journal
+ * retries with back-off. The retry is a full rewrite from the live state, so
+ * once the disk takes writes again everything the jar holds is on disk,
+ * including the changes whose writes failed; `onRecovered` then reports it.
  */
 import fs, { promises as fsp } from 'node:fs'
 
@@ -57,7 +63,15 @@ export interface JournalOptions {
   snapshot: () => string
   /** How many live records the state holds, to decide when to compact. */
   liveRecords: () => number
+  /** A write failed (called once per failed attempt, retries included). */
   onError: (err: Error, path: string) => void
+  /** After every write attempt, before its callers resume: null or why it failed. */
+  onWritten?: (outcome: Error | null) => void
+  /** A write succeeded after failures: the file holds the full state again. */
+  onRecovered?: (path: string) => void
+  /** First retry delay after a failure; doubles up to retryMaxMs. */
+  retryBaseMs?: number
+  retryMaxMs?: number
   /** Lines already in the file when it was opened. */
   existingLines?: number
   /** Start with a compaction (after a damaged file was set aside). */
@@ -69,8 +83,14 @@ export interface JournalOptions {
 /** A journal this short is never worth rewriting (a rotating cookie would otherwise fsync every few dozen responses). */
 const COMPACT_MIN_LINES = 4096
 
+const RETRY_BASE_MS = 200
+const RETRY_MAX_MS = 10_000
+
+/** Settles once the write that carried the batch succeeded or failed (see onWritten, lastError). Never rejects. */
+export type WriteOutcome = Promise<void>
+
 interface Batch {
-  promise: Promise<void>
+  promise: WriteOutcome
   resolve: () => void
 }
 
@@ -91,6 +111,11 @@ export class Journal {
   private lines: number
   private needsCompaction: boolean
   private closed = false
+  /** Why the latest write failed; null once one succeeded. */
+  lastError: Error | null = null
+  /** Failed attempts in a row (0 when healthy). */
+  failures = 0
+  private retryTimer: NodeJS.Timeout | null = null
 
   constructor (opts: JournalOptions) {
     this.opts = opts
@@ -100,27 +125,42 @@ export class Journal {
   }
 
   /** Queues one record (a single line, no newline). */
-  append (line: string): Promise<void> {
+  append (line: string): WriteOutcome {
     this.buffer += line + '\n'
     this.lines++
     return this.schedule()
   }
 
   /** Rewrites the file from the live state on the next flush. */
-  requestCompaction (): Promise<void> {
+  requestCompaction (): WriteOutcome {
     this.needsCompaction = true
     return this.schedule()
   }
 
-  /** Settles once everything appended so far is written. */
+  /** Settles once everything appended so far is written (or failed). */
   async flush (): Promise<void> {
     const pending = this.batch?.promise
     if (pending !== undefined) await pending
     while (this.writing !== null) await this.writing
   }
 
+  /**
+   * Flushes and gives the descriptor back, keeping the journal usable (a
+   * later append reopens the file). False, and nothing released, when the
+   * file does not hold the full state (the last write failed).
+   */
+  async suspend (): Promise<boolean> {
+    await this.flush()
+    if (this.lastError !== null || this.batch !== null || this.writing !== null) return false
+    this.opts.budget?.forget(this)
+    return this.releaseHandle()
+  }
+
   async close (): Promise<void> {
     await this.flush()
+    // Last chance for changes whose writes failed: one more full rewrite.
+    if (this.lastError !== null) await this.requestCompaction()
+    this.cancelRetry()
     this.closed = true
     this.opts.budget?.forget(this)
     this.releaseHandle()
@@ -155,10 +195,37 @@ export class Journal {
     return this.needsCompaction || this.lines > COMPACT_MIN_LINES + 4 * this.opts.liveRecords()
   }
 
-  /** Nothing is dropped: the in-memory jar still has the change, and a full rewrite on the next flush brings the file back in line. */
+  /** Nothing is dropped: the in-memory jar still has the change, and a full rewrite (the retry) brings the file back in line. */
   private failed (err: Error): void {
     this.needsCompaction = true
+    this.lastError = err
+    this.failures++
     this.opts.onError(err, this.path)
+    this.scheduleRetry()
+  }
+
+  private succeeded (): void {
+    if (this.lastError === null) return
+    this.lastError = null
+    this.failures = 0
+    this.cancelRetry()
+    this.opts.onRecovered?.(this.path)
+  }
+
+  private scheduleRetry (): void {
+    if (this.closed || this.retryTimer !== null) return
+    const base = this.opts.retryBaseMs ?? RETRY_BASE_MS
+    const delay = Math.min(this.opts.retryMaxMs ?? RETRY_MAX_MS, base * 2 ** Math.min(this.failures - 1, 20))
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null
+      if (!this.closed && this.lastError !== null) void this.requestCompaction()
+    }, delay)
+    this.retryTimer.unref()
+  }
+
+  private cancelRetry (): void {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer)
+    this.retryTimer = null
   }
 
   private async drain (): Promise<void> {
@@ -168,6 +235,7 @@ export class Journal {
         const data = this.buffer
         this.batch = null
         this.buffer = ''
+        let outcome: Error | null = null
         try {
           if (this.closed) throw new Error('journal is closed')
           if (this.shouldCompact()) {
@@ -179,9 +247,12 @@ export class Journal {
             this.opts.budget?.touch(this)
             await writeAsync(fd, data)
           }
+          this.succeeded()
         } catch (err) {
-          this.failed(err as Error)
+          outcome = err instanceof Error ? err : new Error(String(err))
+          this.failed(outcome)
         } finally {
+          this.opts.onWritten?.(outcome)
           batch.resolve()
         }
       }
@@ -194,14 +265,20 @@ export class Journal {
   private async compact (): Promise<void> {
     const content = this.opts.snapshot()
     const tmp = `${this.path}.tmp-${process.pid}`
-    const handle = await fsp.open(tmp, 'w', 0o600)
     try {
-      await handle.write(content)
-      await handle.sync()
-    } finally {
-      await handle.close()
+      const handle = await fsp.open(tmp, 'w', 0o600)
+      try {
+        await handle.writeFile(content)
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      await fsp.rename(tmp, this.path)
+    } catch (err) {
+      // A full disk must not also keep a half-written copy.
+      await fsp.unlink(tmp).catch(() => {})
+      throw err
     }
-    await fsp.rename(tmp, this.path)
     const old = this.fd
     this.fd = null
     if (old !== null) await new Promise<void>((resolve) => fs.close(old, () => resolve()))
@@ -214,6 +291,11 @@ async function openAsync (path: string): Promise<number> {
   return await new Promise<number>((resolve, reject) => fs.open(path, 'a', 0o600, (err, fd) => { if (err !== null) reject(err); else resolve(fd) }))
 }
 
+/** Writes all of `data`: a full disk can accept part of a write and refuse the rest on the next call. */
 async function writeAsync (fd: number, data: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => fs.write(fd, data, null, 'utf8', (err) => { if (err !== null) reject(err); else resolve() }))
+  const bytes = Buffer.from(data, 'utf8')
+  let offset = 0
+  while (offset < bytes.length) {
+    offset += await new Promise<number>((resolve, reject) => fs.write(fd, bytes, offset, bytes.length - offset, null, (err, written) => { if (err !== null) reject(err); else resolve(written) }))
+  }
 }

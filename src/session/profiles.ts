@@ -2,6 +2,20 @@
  * Profiles: isolated sessions, each with its own jar, journal and host
  * defaults. Loaded lazily on first use so start-up does not depend on how
  * many profiles are on disk.
+ *
+ * Loaded profiles are bounded (limits.maxProfilesLoaded, and
+ * limits.profileIdleUnloadMs for idle ones): the least recently used are
+ * unloaded (journal flushed, descriptor closed) and read back from disk on
+ * their next use. Unloading is transparent to whoever still holds the
+ * Profile (an exchange in flight, a WebSocket handshake): the registry keeps
+ * a weak reference, and while the object is alive it is the one that comes
+ * back, so there is never a second instance of a name and no change made
+ * through an old reference is lost (a change to an unloaded profile puts it
+ * back). Only once nothing holds it is the next use a read from disk.
+ * Profiles declared in the config are never unloaded (they are few, and
+ * their autopilot keeps login state, session headers and CSRF tokens in
+ * memory only); neither is a profile whose last write failed (its jar holds
+ * changes the disk does not have yet).
  */
 import type { Logger } from 'pino'
 import { BadProfileError } from '../errors.js'
@@ -20,6 +34,20 @@ export function assertProfileName (name: string): void {
     throw new BadProfileError(`invalid profile name ${JSON.stringify(name.length > 80 ? name.slice(0, 80) + '…' : name)}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`)
   }
 }
+
+/** A jar whose latest write did not reach the disk; cleared once a retry succeeds. */
+export interface PersistProblem {
+  kind: 'persist'
+  profile: string
+  file: string
+  /** The OS error, e.g. "EROFS: read-only file system, open ...". */
+  error: string
+  code: string | null
+  since: string
+  failures: number
+}
+
+export type RegistryProblem = LoadProblem | PersistProblem
 
 export interface ProfileHooks {
   /** `requestId` is the exchange whose response caused the change, or null (admin, expiry). */
@@ -49,6 +77,10 @@ export class Profile {
   activeRequestId: number | null = null
   /** Login, CSRF and session-header handling; null keeps the plain fast path. */
   autopilot: ProfileAutopilot | null = null
+  /** Declared in the config: never unloaded. */
+  pinned = false
+  /** Date.now() of the latest lookup, for least-recently-used unloading. */
+  lastUsed = Date.now()
 
   constructor (name: string, jar: SessionJar, defaults: HostDefaults, journal: Journal) {
     this.name = name
@@ -69,12 +101,27 @@ export class Profile {
 }
 
 export class ProfileRegistry {
-  readonly problems: LoadProblem[] = []
+  /** Damaged jar files set aside at load (until restart). */
+  private readonly loadProblems: LoadProblem[] = []
+  /** Jars whose latest write failed, by profile. */
+  private readonly persistProblems = new Map<string, PersistProblem>()
+  /** Failed journal writes since start (retries included). */
+  persistFailuresTotal = 0
+  /** Loaded profiles, the health route's and metrics' "loaded". */
   private readonly profiles = new Map<string, Profile>()
+  /** Unloaded, journal still being flushed: held strongly until it is. */
+  private readonly unloading = new Map<string, Profile>()
+  /** Unloaded profiles someone may still hold (see the file comment). */
+  private readonly released = new Map<string, WeakRef<Profile>>()
+  private readonly collected = new FinalizationRegistry<string>((name) => {
+    if (this.released.get(name)?.deref() === undefined) this.released.delete(name)
+  })
+
   private readonly sharedDefaults: HostDefaults
   private readonly config: Config
   private readonly files: CookieJarStore
   private readonly log: Logger
+  private readonly sweeper: NodeJS.Timeout | null = null
   /** Set by observers (events) before traffic starts. */
   readonly hooks: ProfileHooks = {}
 
@@ -88,22 +135,43 @@ export class ProfileRegistry {
       new HostDefaults(config.hosts, p.hosts ?? [], name)
       if (p.autopilot !== undefined) new ProfileAutopilot(p.autopilot, name, config.limits)
     }
+    const idleMs = config.limits.profileIdleUnloadMs
+    if (idleMs > 0) {
+      this.sweeper = setInterval(() => this.unloadIdle(Date.now() - idleMs), Math.max(1000, Math.min(60_000, Math.floor(idleMs / 4))))
+      this.sweeper.unref()
+    }
+  }
+
+  /** Load problems (damaged files, rejected records) and jars that are failing to write: health is degraded while this is not empty. */
+  get problems (): RegistryProblem[] {
+    return this.persistProblems.size === 0 ? this.loadProblems : [...this.loadProblems, ...this.persistProblems.values()]
+  }
+
+  /** How many profiles' latest journal write failed. */
+  get failingProfiles (): number {
+    return this.persistProblems.size
   }
 
   /** The profile, loading its jar from disk on first use. The name must be valid. */
   get (name: string): Profile {
     const existing = this.profiles.get(name)
-    if (existing !== undefined) return existing
+    if (existing !== undefined) {
+      existing.lastUsed = Date.now()
+      return existing
+    }
     assertProfileName(name)
-    return this.open(name)
+    return this.revive(name) ?? this.open(name)
   }
 
   /** A profile that exists in memory or on disk, without creating one. */
   find (name: string): Profile | undefined {
     assertProfileName(name)
-    const existing = this.profiles.get(name)
-    if (existing !== undefined) return existing
-    if (this.files.listProfiles().includes(name) || name in this.config.profiles) return this.open(name)
+    const existing = this.profiles.get(name) ?? this.revive(name)
+    if (existing !== undefined) {
+      existing.lastUsed = Date.now()
+      return existing
+    }
+    if (name in this.config.profiles || this.files.exists(name)) return this.open(name)
     return undefined
   }
 
@@ -117,41 +185,126 @@ export class ProfileRegistry {
   }
 
   async close (): Promise<void> {
-    await Promise.all([...this.profiles.values()].map(async (p) => await p.journal.close()))
+    if (this.sweeper !== null) clearInterval(this.sweeper)
+    const open = new Set<Profile>([...this.profiles.values(), ...this.unloading.values()])
+    for (const ref of this.released.values()) {
+      const p = ref.deref()
+      if (p !== undefined) open.add(p)
+    }
+    await Promise.all([...open].map(async (p) => await p.journal.close()))
+    for (const p of open) {
+      if (p.journal.lastError !== null) this.log.error({ profile: p.name, path: p.journal.path, err: p.journal.lastError }, 'cookie jar changes could not be written before exit and are lost')
+    }
+    this.files.release()
+  }
+
+  /**
+   * Unloads least recently used profiles beyond the limit, and (with
+   * `idleBefore`) every unpinned one not used since then.
+   */
+  unloadIdle (idleBefore = -Infinity, keep?: Profile): number {
+    const limit = this.config.limits.maxProfilesLoaded
+    // Over the limit, make some room at once: one scan serves the next loads too.
+    const max = this.profiles.size > limit ? limit - Math.floor(limit / 20) : limit
+    const candidates: Profile[] = []
+    for (const p of this.profiles.values()) {
+      if (!p.pinned && p !== keep && p.journal.lastError === null) candidates.push(p)
+    }
+    candidates.sort((a, b) => a.lastUsed - b.lastUsed)
+    let unloaded = 0
+    for (const p of candidates) {
+      if (this.profiles.size <= max && p.lastUsed >= idleBefore) break
+      this.unload(p)
+      unloaded++
+    }
+    return unloaded
+  }
+
+  private unload (profile: Profile): void {
+    const name = profile.name
+    this.profiles.delete(name)
+    this.unloading.set(name, profile)
+    this.released.set(name, new WeakRef(profile))
+    void profile.journal.suspend().then((suspended) => {
+      if (this.unloading.get(name) === profile) this.unloading.delete(name)
+      // Not all on disk (the write failed): it stays in memory.
+      if (!suspended && this.profiles.get(name) !== profile) this.reinstate(profile)
+    })
+  }
+
+  /** The unloaded object of `name` if it is still alive, loaded again. */
+  private revive (name: string): Profile | undefined {
+    const p = this.unloading.get(name) ?? this.released.get(name)?.deref()
+    if (p !== undefined) this.reinstate(p)
+    return p
+  }
+
+  private reinstate (profile: Profile): void {
+    this.released.delete(profile.name)
+    profile.lastUsed = Date.now()
+    this.profiles.set(profile.name, profile)
+    if (this.profiles.size > this.config.limits.maxProfilesLoaded) this.unloadIdle(-Infinity, profile)
   }
 
   private open (name: string): Profile {
     const loaded = this.files.load(name)
     if (loaded.problem !== null) {
-      this.problems.push(loaded.problem)
+      this.loadProblems.push(loaded.problem)
       this.log.warn({ profile: name, file: loaded.problem.file, keptAs: loaded.problem.keptAs, badLines: loaded.problem.badLines, error: loaded.problem.firstError },
         'cookie jar file was damaged: loaded the valid records, kept the original aside')
     }
     const jar = new SessionJar(this.config.jar)
     jar.restore(loaded.cookies)
+    let profile: Profile | null = null
     const journal = this.files.openJournal(name, {
       snapshot: () => snapshotOf(jar.cookies()),
       liveRecords: () => jar.size,
-      onError: (err, path) => this.log.error({ err, profile: name, path }, 'could not write cookie jar; will retry with a full rewrite on the next change'),
+      onWritten: (err) => { if (profile !== null) profile.persistError = err },
+      onError: (err, path) => this.persistFailed(name, err, path),
+      onRecovered: (path) => {
+        this.persistProblems.delete(name)
+        this.log.warn({ profile: name, path }, 'cookie jar written again: the file holds the full jar')
+      },
       existingLines: loaded.lines,
       compactFirst: loaded.problem !== null
     })
     const settings = this.config.profiles[name]
     // Profiles without rules of their own share one HostDefaults (and its cache).
     const defaults = settings?.hosts !== undefined && settings.hosts.length > 0 ? new HostDefaults(this.config.hosts, settings.hosts, name) : this.sharedDefaults
-    const profile = new Profile(name, jar, defaults, journal)
-    if (settings?.autopilot !== undefined && settings.autopilot.length > 0) profile.autopilot = new ProfileAutopilot(settings.autopilot, name, this.config.limits)
+    const p = new Profile(name, jar, defaults, journal)
+    profile = p
+    this.collected.register(p, name)
+    p.pinned = settings !== undefined
+    if (settings?.autopilot !== undefined && settings.autopilot.length > 0) p.autopilot = new ProfileAutopilot(settings.autopilot, name, this.config.limits)
     jar.onChange = (change) => {
+      // Written through a reference held across an unload: it is the live one again.
+      if (this.profiles.get(name) !== p) this.reinstate(p)
       // Expired cookies are dropped on load anyway; journaling them would
       // only add writes to plain reads.
       if (!(change.type === 'delete' && change.reason === 'expired')) {
-        profile.pendingWrite = journal.append(changeToRecord(change))
+        p.pendingWrite = journal.append(changeToRecord(change))
       }
-      this.hooks.onCookieChange?.(profile, change, profile.activeRequestId)
+      this.hooks.onCookieChange?.(p, change, p.activeRequestId)
     }
-    jar.onReject = (rejected) => this.hooks.onCookieRejected?.(profile, rejected, profile.activeRequestId)
-    if (loaded.problem !== null) profile.pendingWrite = journal.requestCompaction()
-    this.profiles.set(name, profile)
-    return profile
+    jar.onReject = (rejected) => this.hooks.onCookieRejected?.(p, rejected, p.activeRequestId)
+    if (loaded.problem !== null) p.pendingWrite = journal.requestCompaction()
+    this.profiles.set(name, p)
+    if (this.profiles.size > this.config.limits.maxProfilesLoaded) this.unloadIdle(-Infinity, p)
+    return p
+  }
+
+  private persistFailed (name: string, err: Error, path: string): void {
+    this.persistFailuresTotal++
+    const code = (err as NodeJS.ErrnoException).code ?? null
+    const existing = this.persistProblems.get(name)
+    if (existing !== undefined) {
+      existing.failures++
+      existing.error = err.message
+      existing.code = code
+    } else {
+      this.persistProblems.set(name, { kind: 'persist', profile: name, file: path, error: err.message, code, since: new Date().toISOString(), failures: 1 })
+    }
+    this.log.error({ err, profile: name, path, failures: this.persistProblems.get(name)!.failures },
+      'could not write cookie jar: responses that change cookies are marked x-session-proxy-persist: failed; retrying with a full rewrite')
   }
 }

@@ -31,6 +31,8 @@ export interface StartOptions {
   dataDir?: string
   /** null: pass no --log-level flag. */
   logLevel?: string | null
+  /** A command that runs node, e.g. ['setpriv', '--reuid', 'nobody', ...] (it must exec, keeping the pid). */
+  wrap?: string[]
 }
 
 export function tempDir (prefix = 'sp-test-'): string {
@@ -45,7 +47,9 @@ export async function startProxy (opts: StartOptions = {}): Promise<ProxyProcess
     writeFileSync(file, JSON.stringify(opts.config))
     args.push('--config', file)
   }
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const [command, ...prefix] = opts.wrap ?? [process.execPath]
+  if (opts.wrap !== undefined) args.unshift(process.execPath)
+  const proc = spawn(command!, [...prefix, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const output: string[] = []
   const url = await new Promise<string>((resolve, reject) => {
     let buf = ''
