@@ -171,7 +171,7 @@ export class ProfileRegistry {
       existing.lastUsed = Date.now()
       return existing
     }
-    if (name in this.config.profiles || this.files.exists(name)) return this.open(name)
+    if (Object.hasOwn(this.config.profiles, name) || this.files.exists(name)) return this.open(name)
     return undefined
   }
 
@@ -268,7 +268,7 @@ export class ProfileRegistry {
       existingLines: loaded.lines,
       compactFirst: loaded.problem !== null
     })
-    const settings = this.config.profiles[name]
+    const settings = Object.hasOwn(this.config.profiles, name) ? this.config.profiles[name] : undefined
     // Profiles without rules of their own share one HostDefaults (and its cache).
     const defaults = settings?.hosts !== undefined && settings.hosts.length > 0 ? new HostDefaults(this.config.hosts, settings.hosts, name) : this.sharedDefaults
     const p = new Profile(name, jar, defaults, journal)
