@@ -164,3 +164,20 @@ export function buildResponseHeaders (raw: readonly Buffer[], viaEntry: string):
   headers.push('via', appendVia(via, viaEntry))
   return { headers, setCookies }
 }
+
+/** Removes every header named `lower` (lower-case) from a flat name/value list. */
+export function removeHeader (headers: string[], lower: string): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    if (headers[i]!.length === lower.length && headers[i]!.toLowerCase() === lower) headers.splice(i, 2)
+  }
+}
+
+/**
+ * RFC 9110 6.3 / 9112 6.3: a 204 and a 304 end with their header section,
+ * whatever Content-Length says (on a 304 it describes the selected
+ * representation, 9110 8.6, and is kept; a 204 has no content, and its
+ * Content-Length is dropped). So does any response to HEAD.
+ */
+export function isBodilessStatus (statusCode: number): boolean {
+  return statusCode === 204 || statusCode === 304
+}
