@@ -217,23 +217,25 @@ class ForwardHandler {
       // The response is held until the journal write carrying its cookie
       // changes has settled: once the client has the response, a kill -9
       // cannot lose what it set. Unchanged cookies never wait.
-      this.profile.pendingWrite.then(() => {
+      // pendingWrite never rejects; if it ever did, the response would still go out, marked as not persisted.
+      const deliver = (rejected: unknown): void => {
         if (this.finished) return
         try {
-          this.markPersistFailure(headers)
+          this.markPersistFailure(headers, rejected)
           if (this.deliverHead(statusCode, statusText, headers, bodiless)) resume()
         } catch (err) {
           this.refuseHead(err)
         }
-      }, () => {})
+      }
+      this.profile.pendingWrite.then(() => deliver(null), deliver)
       return false
     }
     return this.deliverHead(statusCode, statusText, headers, bodiless)
   }
 
   /** The persistence contract's consumer side: the write settled; did it reach the disk? */
-  private markPersistFailure (headers: string[]): void {
-    const failure = this.profile.persistError
+  private markPersistFailure (headers: string[], rejected: unknown): void {
+    const failure = this.profile.persistError ?? (rejected === null ? null : rejected instanceof Error ? rejected : new Error(String(rejected)))
     if (failure === null) return
     headers.push(PERSIST_FAILED_HEADER, 'failed')
     this.deps.log.warn({ req: this.x.id, profile: this.profile.name, host: this.target.authority, err: failure.message }, 'cookie changes from this response were not persisted; delivered with x-session-proxy-persist: failed')
