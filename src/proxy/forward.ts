@@ -17,7 +17,7 @@ import type { SessionEvents } from '../observe/events.js'
 import type { Profile, ProfileRegistry } from '../session/profiles.js'
 import { resolveProfileName } from '../session/resolve-profile.js'
 import type { DefaultHeader } from '../session/host-defaults.js'
-import { appendVia, buildRequestHeaders, buildResponseHeaders, checkVia, isBodilessStatus, mergeCookieHeaders, removeHeader, scanRequestHeaders, type RequestHeaderInfo } from './headers.js'
+import { appendVia, buildRequestHeaders, buildResponseHeaders, checkVia, isBodilessStatus, mergeCookieHeaders, relayableReason, removeHeader, scanRequestHeaders, type RequestHeaderInfo } from './headers.js'
 import { asProxyError, PERSIST_FAILED_HEADER, sendProxyError } from './respond.js'
 import type { Target } from './target.js'
 import type { UpstreamPool } from './upstream.js'
@@ -248,7 +248,7 @@ class ForwardHandler {
    */
   private deliverHead (statusCode: number, statusText: string, headers: string[], bodiless: boolean): boolean {
     try {
-      this.res.writeHead(statusCode, statusText || undefined, headers)
+      this.res.writeHead(statusCode, relayableReason(statusText), headers)
     } catch (err) {
       // Node refuses heads it cannot write (a character not allowed in a
       // header, a status it does not know how to send).
@@ -268,7 +268,13 @@ class ForwardHandler {
   /** The upstream's head cannot be relayed: the client gets a 502, the upstream request is dropped. */
   private refuseHead (err: unknown): void {
     const mapped = new UpstreamError('SP_UPSTREAM_BAD_RESPONSE', 502, this.target.authority, `upstream ${this.target.authority}: response head cannot be relayed: ${(err as Error)?.message ?? String(err)}`, { cause: err })
-    this.fail(mapped)
+    // A refused writeHead leaves its status and reason behind on the response.
+    this.res.statusMessage = ''
+    try {
+      this.fail(mapped)
+    } catch {
+      this.res.destroy(mapped)
+    }
     this.abort?.(mapped)
   }
 

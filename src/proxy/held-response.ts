@@ -5,7 +5,7 @@
  * reading the socket while the head is held (onHeaders returns false).
  */
 import type { ServerResponse } from 'node:http'
-import { buildResponseHeaders, isBodilessStatus, removeHeader } from './headers.js'
+import { buildResponseHeaders, isBodilessStatus, relayableReason, removeHeader } from './headers.js'
 import { headerValue } from '../session/autopilot/values.js'
 
 export interface ResponseHead {
@@ -55,7 +55,7 @@ export class HeldResponse {
       this.bodiless = true
       if (statusCode === 204) removeHeader(headers, 'content-length')
     }
-    this.resolveHead({ status: statusCode, statusText, headers, setCookies, contentType: headerValue(headers, 'content-type') ?? '' })
+    this.resolveHead({ status: statusCode, statusText: relayableReason(statusText) ?? '', headers, setCookies, contentType: headerValue(headers, 'content-type') ?? '' })
     return false
   }
 

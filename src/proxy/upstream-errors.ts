@@ -74,6 +74,8 @@ function isMalformedResponse (err: unknown): boolean {
   if (err === null || typeof err !== 'object') return false
   const e = err as { name?: unknown, code?: unknown, message?: unknown }
   if (e.name === 'HTTPParserError') return true
+  // undici's parser asserts on some status lines llhttp lets through (a status below 100).
+  if (e.code === 'ERR_ASSERTION') return true
   return e.code === 'UND_ERR_SOCKET' && (e.message === 'bad response' || e.message === 'bad upgrade')
 }
 
