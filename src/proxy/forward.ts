@@ -165,6 +165,11 @@ class ForwardHandler {
   private readonly rewrite: ((headers: string[]) => void) | undefined
   private abort: ((err?: Error) => void) | null = null
   private finished = false
+  /**
+   * While the head waits for the journal write: what undici still delivered
+   * (it cannot always stay paused, see upstream.ts) and whether it ended.
+   */
+  private held: { chunks: Buffer[], complete: boolean, bodiless: boolean } | null = null
 
   constructor (deps: ProxyDeps, res: ServerResponse, exchange: Exchange, rewrite?: (headers: string[]) => void) {
     this.deps = deps
@@ -217,12 +222,17 @@ class ForwardHandler {
       // The response is held until the journal write carrying its cookie
       // changes has settled: once the client has the response, a kill -9
       // cannot lose what it set. Unchanged cookies never wait.
+      const held = this.held = { chunks: [] as Buffer[], complete: false, bodiless }
       // pendingWrite never rejects; if it ever did, the response would still go out, marked as not persisted.
       const deliver = (rejected: unknown): void => {
         if (this.finished) return
+        this.held = null
         try {
           this.markPersistFailure(headers, rejected)
-          if (this.deliverHead(statusCode, statusText, headers, bodiless)) resume()
+          if (!this.deliverHead(statusCode, statusText, headers, bodiless) || this.finished) return
+          for (const chunk of held.chunks) this.onData(chunk)
+          if (held.complete) this.onComplete()
+          else resume()
         } catch (err) {
           this.refuseHead(err)
         }
@@ -280,6 +290,10 @@ class ForwardHandler {
 
   onData (chunk: Buffer): boolean {
     if (this.finished) return true
+    if (this.held !== null) {
+      this.held.chunks.push(chunk)
+      return false
+    }
     this.x.responseBytes += chunk.length
     if (this.observed) for (const o of this.deps.observers) o.onResponseData?.(this.x, chunk)
     return this.res.write(chunk)
@@ -287,6 +301,7 @@ class ForwardHandler {
 
   onComplete (): void {
     if (this.finished) return
+    if (this.held !== null) { this.held.complete = true; return }
     this.finished = true
     this.res.off('close', this.onClientClose)
     this.res.end()
@@ -295,6 +310,8 @@ class ForwardHandler {
 
   onError (err: Error): void {
     if (this.finished) return
+    // A held 204/304 is whole at its head, whatever undici says about its framing.
+    if (this.held?.bodiless === true) { this.held.complete = true; return }
     this.fail(mapUpstreamError(err, this.target.authority))
   }
 

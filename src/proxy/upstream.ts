@@ -53,6 +53,73 @@ function loadDispatchers (): Pick<Undici, 'Agent' | 'Pool' | 'buildConnector'> {
   }
 }
 const { Agent, Pool, buildConnector } = loadDispatchers()
+
+/** undici's symbol for a socket's HTTP/1 parser (an internal, so looked up defensively). */
+function parserSymbol (): symbol | null {
+  try {
+    const symbols = load('undici/lib/core/symbols.js') as { kParser?: unknown }
+    return typeof symbols.kParser === 'symbol' ? symbols.kParser : null
+  } catch {
+    return null
+  }
+}
+const kParser = parserSymbol()
+
+interface H1Parser {
+  paused: boolean
+  ptr: number | null
+  llhttp: { llhttp_resume: (ptr: number) => void }
+  socket: Socket
+  execute: (chunk: Buffer) => void
+  finish: () => Error | null
+}
+
+const EMPTY = Buffer.alloc(0)
+let parserPatched = false
+
+/**
+ * undici 7 (up to 7.30.2, the last 7.x) cannot end a connection while its
+ * parser is paused: a response held at its head until the jar write
+ * settles, or a body under backpressure, whose last bytes were already read
+ * when the upstream closes (tinyproxy closes after every response):
+ * - with `Connection: close` (or HTTP/1.0) the whole process dies of an
+ *   uncatchable `AssertionError: assert(!this.paused)` (nodejs/undici#5360,
+ *   fixed in undici 8 by #5474, which needs Node 22);
+ * - without it, the finished response fails as "other side closed".
+ * Until then, the same fix as #5474: a paused parser whose connection ends
+ * is resumed and driven past what it already holds (the handlers buffer what
+ * they are given), before undici looks at it.
+ */
+function drivePausedParser (parser: H1Parser): void {
+  for (let round = 0; parser.paused && parser.ptr !== null && round < 64; round++) {
+    parser.llhttp.llhttp_resume(parser.ptr)
+    parser.paused = false
+    parser.execute((parser.socket.read() as Buffer | null) ?? EMPTY)
+  }
+  if (parser.paused && parser.ptr !== null) {
+    parser.llhttp.llhttp_resume(parser.ptr)
+    parser.paused = false
+  }
+}
+
+/** Runs first on every upstream socket's 'end'. */
+function onUpstreamEnd (this: Socket): void {
+  const parser = (this as unknown as Record<symbol, H1Parser | null | undefined>)[kParser!]
+  if (parser !== undefined && parser !== null && parser.paused) drivePausedParser(parser)
+}
+
+function patchPausedFinish (parser: H1Parser): void {
+  parserPatched = true
+  const proto = Object.getPrototypeOf(parser) as H1Parser
+  const finish = proto.finish
+  if (typeof finish !== 'function' || typeof proto.execute !== 'function') return
+  // finish() is also reached from a reset or a close without 'end'.
+  proto.finish = function (this: H1Parser): Error | null {
+    drivePausedParser(this)
+    if (this.ptr === null) return null
+    return finish.call(this)
+  }
+}
 type Agent = import('undici').Agent
 type Connector = import('undici').buildConnector.connector
 import { ConfigError, UpstreamError } from '../errors.js'
@@ -263,6 +330,13 @@ function listenForReuse (): void {
     const socket = (message as { socket: Socket & { [kRequestsSent]?: number } }).socket
     const sent = socket[kRequestsSent] ?? 0
     socket[kRequestsSent] = sent + 1
+    if (sent === 0 && kParser !== null) {
+      socket.prependListener('end', onUpstreamEnd)
+      if (!parserPatched) {
+        const parser = (socket as unknown as Record<symbol, H1Parser | null | undefined>)[kParser]
+        if (parser !== undefined && parser !== null) patchPausedFinish(parser)
+      }
+    }
     if (handler !== null) handler.reused = sent > 0
   })
 }
