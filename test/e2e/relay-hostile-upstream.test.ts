@@ -3,6 +3,7 @@
  * relaying"): tiny raw-socket upstreams write exact bytes, real curl goes
  * through the real proxy.
  */
+import net from 'node:net'
 import t from 'tap'
 import { cleanup, curl, run, startProxy, startUpstream, type ProxyProcess } from '../helpers/proxy.js'
 import { answer, startRawUpstream, type RawResponder } from '../helpers/raw-upstream.js'
@@ -89,6 +90,56 @@ t.test('hostile upstream responses', async (t) => {
     const r = await get(proxy, `${up.origin}/`, ['--max-time', '5'])
     t.equal(r.status, 200, r.out)
     t.match(r.out, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nok$/)
+  })
+})
+
+t.test('upstreams that close the connection right after the response', async (t) => {
+  const proxy = await startProxy()
+  t.teardown(async () => { await proxy.stop(); cleanup(proxy.dataDir) })
+  let n = 0
+
+  for (const [name, head] of [
+    ['Connection: close', () => `HTTP/1.1 302 Found\r\nLocation: /home\r\nSet-Cookie: sid=${++n}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`],
+    ['no Connection header (as tinyproxy answers)', () => `HTTP/1.1 302 Found\r\nLocation: /home\r\nSet-Cookie: sid=${++n}\r\nContent-Length: 0\r\n\r\n`],
+    ['HTTP/1.0, body up to the close', () => `HTTP/1.0 302 Found\r\nLocation: /home\r\nSet-Cookie: sid=${++n}\r\n\r\nmoved`]
+  ] as Array<[string, () => string]>) {
+    t.test(`a cookie-setting redirect, then FIN: ${name}`, async (t) => {
+      const up = await startRawUpstream((socket) => { socket.end(head()) })
+      t.teardown(async () => await up.close())
+      for (let i = 0; i < 2; i++) {
+        const r = await get(proxy, `${up.origin}/login`)
+        t.equal(r.status, 302, `request ${i + 1}: the redirect arrives (the jar write held it)`)
+        t.match(r.out, /\r\nLocation: \/home\r\n/)
+        t.match(r.out, new RegExp(`\\r\\nSet-Cookie: sid=${n}\\r\\n`))
+      }
+      t.equal(proxy.proc.exitCode, null, 'the proxy is still running')
+    })
+  }
+
+  t.test('a slow client and an upstream that closes after the last byte get the whole body', async (t) => {
+    // A proxy of its own: the redirect cases above crash the proxy without the fix.
+    const proxy = await startProxy()
+    t.teardown(async () => { await proxy.stop(); cleanup(proxy.dataDir) })
+    const body = Buffer.alloc(4 << 20, 0x61)
+    const up = await startRawUpstream((socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`)
+      socket.end(body)
+    })
+    t.teardown(async () => await up.close())
+    for (let i = 0; i < 3; i++) {
+      const received = await new Promise<number>((resolve, reject) => {
+        const c = net.connect(proxy.port, '127.0.0.1')
+        let bytes = 0
+        c.on('error', reject)
+        c.write(`GET ${up.origin}/big HTTP/1.1\r\nHost: 127.0.0.1:${up.port}\r\nConnection: close\r\n\r\n`)
+        // Not reading for a while: the proxy's writes back up, undici pauses, the upstream closes.
+        c.pause()
+        setTimeout(() => { c.on('data', (d: Buffer) => { bytes += d.length }); c.resume() }, 300)
+        c.on('end', () => resolve(bytes))
+      })
+      t.ok(received > body.length, `request ${i + 1}: the whole body arrived (${received} bytes with the head)`)
+    }
+    t.equal(proxy.proc.exitCode, null, 'the proxy is still running')
   })
 })
 
