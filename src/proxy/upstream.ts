@@ -411,9 +411,7 @@ class StaleConnectionRetry implements Dispatcher.DispatchHandler {
 function withHeader (headers: Dispatcher.DispatchOptions['headers'], name: string, value: string): Dispatcher.DispatchOptions['headers'] {
   if (headers === undefined || headers === null) return [name, value]
   if (Array.isArray(headers)) return [...headers as string[], name, value]
-  if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
-    return [...(headers as Iterable<[string, string | string[] | undefined]>), [name, value]] as Dispatcher.DispatchOptions['headers']
-  }
+  // Every caller here passes a flat list; an object is the only other form they could.
   return { ...(headers as Record<string, string | string[] | undefined>), [name]: value }
 }
 
