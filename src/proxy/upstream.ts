@@ -233,7 +233,7 @@ interface Route {
    * Plain http through an upstream proxy: the request line carries the
    * absolute URL and, when the proxy URL has credentials, Proxy-Authorization.
    */
-  absolute: { authorization: string | null } | null
+  absolute: { authorization: string | null, proxy: string } | null
 }
 
 function proxyAuthorization (proxy: URL): string | null {
@@ -407,6 +407,53 @@ class StaleConnectionRetry implements Dispatcher.DispatchHandler {
   }
 }
 
+/**
+ * Plain http through an upstream proxy: a 407 is the proxy refusing our
+ * credentials, not an answer from the target. Relayed as is, the client
+ * would take it for this proxy asking it to authenticate.
+ */
+class UpstreamProxyAnswer implements Dispatcher.DispatchHandler {
+  private readonly proxy: string
+  private readonly inner: Dispatcher.DispatchHandler
+  private abort: ((err?: Error) => void) | null = null
+  private refused = false
+
+  constructor (proxy: string, inner: Dispatcher.DispatchHandler) {
+    this.proxy = proxy
+    this.inner = inner
+  }
+
+  onConnect (abort: (err?: Error) => void): void {
+    this.abort = abort
+    this.inner.onConnect?.(abort)
+  }
+
+  onResponseStarted (): void {
+    this.inner.onResponseStarted?.()
+  }
+
+  onHeaders (statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode !== 407) return this.inner.onHeaders!(statusCode, headers, resume, statusText)
+    this.refused = true
+    const err = new UpstreamError('SP_UPSTREAM_PROXY', 502, this.proxy, `upstream proxy ${this.proxy} answered 407 (Proxy Authentication Required): check the credentials in upstream.proxy / --upstream-proxy`)
+    this.inner.onError!(err)
+    this.abort?.(err)
+    return false
+  }
+
+  onData (chunk: Buffer): boolean {
+    return this.refused ? true : this.inner.onData!(chunk)
+  }
+
+  onComplete (trailers: string[] | null): void {
+    if (!this.refused) this.inner.onComplete!(trailers)
+  }
+
+  onError (err: Error): void {
+    if (!this.refused) this.inner.onError!(err)
+  }
+}
+
 /** A list of headers plus one more, in the form the caller gave them. */
 function withHeader (headers: Dispatcher.DispatchOptions['headers'], name: string, value: string): Dispatcher.DispatchOptions['headers'] {
   if (headers === undefined || headers === null) return [name, value]
@@ -519,7 +566,8 @@ export class UpstreamPool {
       sent.path = origin + opts.path
       if (route.absolute.authorization !== null) sent.headers = withHeader(opts.headers, 'proxy-authorization', route.absolute.authorization)
     }
-    const h = retryable(sent) ? new StaleConnectionRetry(route.dispatcher, sent, handler, this.log) : handler
+    let h = route.absolute !== null ? new UpstreamProxyAnswer(route.absolute.proxy, handler) : handler
+    if (retryable(sent)) h = new StaleConnectionRetry(route.dispatcher, sent, h, this.log)
     try {
       route.dispatcher.dispatch(sent, h)
     } catch (err) {
@@ -623,7 +671,7 @@ export class UpstreamPool {
         ...this.agentOptions,
         factory: (_origin, options) => new Pool(proxyOrigin, { ...options, connect: toProxy })
       })
-      return { dispatcher, absolute: { authorization: proxyAuthorization(proxy) } }
+      return { dispatcher, absolute: { authorization: proxyAuthorization(proxy), proxy: proxy.host } }
     }
     const tlsToTarget = buildConnector({ timeout, ...tlsOptions })
     const dispatcher = new Agent({

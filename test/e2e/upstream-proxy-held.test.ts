@@ -8,6 +8,7 @@ import net from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { adminGet, cleanup, curl, startProxy, startUpstream, tempDir, type ProxyProcess, type Upstream, type UpstreamHandler } from '../helpers/proxy.js'
+import { answer, startRawUpstream } from '../helpers/raw-upstream.js'
 import { hasSquid, startSquid } from '../helpers/squid.js'
 import { hasTinyproxy, startTinyproxy } from '../helpers/tinyproxy.js'
 import { createTestCa, startHttpsUpstream } from '../helpers/tls.js'
@@ -66,6 +67,7 @@ t.test('held responses through tinyproxy', { skip: hasTinyproxy() || process.env
   await heldResponseChecks(t, proxy, app, 'tinyproxy', false)
   t.match(tiny.log(), new RegExp(`POST ${app.origin}/login HTTP`), 'it went through tinyproxy')
   t.match(app.requests.at(-1)!.headers.via ?? '', /tinyproxy/)
+
 })
 
 t.test('held responses through squid', { skip: hasSquid() || process.env.CI !== undefined ? false : 'squid is not installed (apt-get install squid)' }, async (t) => {
@@ -115,4 +117,20 @@ t.test('a dead upstream proxy is reported as the upstream proxy failing, not the
   t.equal(errorCode(https.stdout), 'SP_UPSTREAM_PROXY_UNREACHABLE', 'https: the proxy hop')
   t.match(https.stdout, new RegExp(`upstream proxy 127\\.0\\.0\\.1:${deadPort}`), 'https: naming the proxy')
   t.equal(app.requests.length + secure.requests.length, 0, 'nothing reached the targets')
+})
+
+t.test('a 407 from the upstream proxy on plain http is the proxy refusing, not a 407 for the client', async (t) => {
+  // A raw "proxy" that refuses every request the way squid does (tinyproxy answers 401 instead).
+  const refusing = await startRawUpstream(answer('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="chain"\r\nContent-Length: 6\r\n\r\ndenied'))
+  const app = await startUpstream(loginApp())
+  const proxy = await startProxy({ args: ['--upstream-proxy', `http://chain:wrong@127.0.0.1:${refusing.port}`] })
+  t.teardown(async () => { await proxy.stop(); await refusing.close(); await app.close(); cleanup(proxy.dataDir) })
+  const r = await curl(['-i', '-x', proxy.url, `${app.origin}/home`])
+  t.equal(r.status, 502)
+  t.equal(errorCode(r.stdout), 'SP_UPSTREAM_PROXY')
+  t.match(r.stdout, new RegExp(`upstream proxy 127\\.0\\.0\\.1:${refusing.port} answered 407`))
+  t.notMatch(r.stdout, /proxy-authenticate|denied/i, 'the client is not asked to authenticate')
+  t.match(refusing.requests[0]?.head ?? '', /^GET http:\/\/127\.0\.0\.1:\d+\/home HTTP\/1\.1\r\n/, 'absolute form')
+  t.match(refusing.requests[0]?.head ?? '', /\r\nproxy-authorization: Basic /i, 'with the configured credentials')
+  t.equal(app.requests.length, 0, 'nothing reached the target')
 })
