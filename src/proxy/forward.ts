@@ -10,15 +10,15 @@
  * The raw form is both faster and what keeps header bytes unchanged.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { SessionProxyError } from '../errors.js'
+import { UpstreamError, type SessionProxyError } from '../errors.js'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { SessionEvents } from '../observe/events.js'
 import type { Profile, ProfileRegistry } from '../session/profiles.js'
 import { resolveProfileName } from '../session/resolve-profile.js'
 import type { DefaultHeader } from '../session/host-defaults.js'
-import { appendVia, buildRequestHeaders, buildResponseHeaders, checkVia, mergeCookieHeaders, scanRequestHeaders, type RequestHeaderInfo } from './headers.js'
-import { asProxyError, sendProxyError } from './respond.js'
+import { appendVia, buildRequestHeaders, buildResponseHeaders, checkVia, isBodilessStatus, mergeCookieHeaders, relayableReason, removeHeader, scanRequestHeaders, type RequestHeaderInfo } from './headers.js'
+import { asProxyError, PERSIST_FAILED_HEADER, sendProxyError } from './respond.js'
 import type { Target } from './target.js'
 import type { UpstreamPool } from './upstream.js'
 import { mapUpstreamError } from './upstream-errors.js'
@@ -165,6 +165,11 @@ class ForwardHandler {
   private readonly rewrite: ((headers: string[]) => void) | undefined
   private abort: ((err?: Error) => void) | null = null
   private finished = false
+  /**
+   * While the head waits for the journal write: what undici still delivered
+   * (it cannot always stay paused, see upstream.ts) and whether it ended.
+   */
+  private held: { chunks: Buffer[], complete: boolean, bodiless: boolean } | null = null
 
   constructor (deps: ProxyDeps, res: ServerResponse, exchange: Exchange, rewrite?: (headers: string[]) => void) {
     this.deps = deps
@@ -191,6 +196,17 @@ class ForwardHandler {
   }
 
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (this.finished) return false
+    try {
+      return this.onResponseHead(statusCode, rawHeaders, resume, statusText)
+    } catch (err) {
+      // Nothing an upstream sends may throw out of undici's parser callback.
+      this.refuseHead(err)
+      return false
+    }
+  }
+
+  private onResponseHead (statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) {
       if (statusCode === 103) this.forwardEarlyHints(rawHeaders)
       return true
@@ -198,29 +214,86 @@ class ForwardHandler {
     this.x.status = statusCode
     const { headers, setCookies } = buildResponseHeaders(rawHeaders, this.deps.via.entry)
     if (this.rewrite !== undefined) this.rewrite(headers)
+    const bodiless = isBodilessStatus(statusCode) || this.x.method === 'HEAD'
+    if (statusCode === 204) removeHeader(headers, 'content-length')
     this.x.responseHeaders = headers
     this.res.on('drain', resume)
     if (setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.x.id) && this.profile.pendingWrite !== null) {
       // The response is held until the journal write carrying its cookie
-      // changes has reached the OS: once the client has the response, a
-      // kill -9 cannot lose what it set. Unchanged cookies never wait.
-      this.profile.pendingWrite.then(() => {
+      // changes has settled: once the client has the response, a kill -9
+      // cannot lose what it set. Unchanged cookies never wait.
+      const held = this.held = { chunks: [] as Buffer[], complete: false, bodiless }
+      // pendingWrite never rejects; if it ever did, the response would still go out, marked as not persisted.
+      const deliver = (rejected: unknown): void => {
         if (this.finished) return
-        this.writeHead(statusCode, statusText, headers)
-        resume()
-      }, () => {})
+        this.held = null
+        try {
+          this.markPersistFailure(headers, rejected)
+          if (!this.deliverHead(statusCode, statusText, headers, bodiless) || this.finished) return
+          for (const chunk of held.chunks) this.onData(chunk)
+          if (held.complete) this.onComplete()
+          else resume()
+        } catch (err) {
+          this.refuseHead(err)
+        }
+      }
+      this.profile.pendingWrite.then(() => deliver(null), deliver)
       return false
     }
-    this.writeHead(statusCode, statusText, headers)
+    return this.deliverHead(statusCode, statusText, headers, bodiless)
+  }
+
+  /** The persistence contract's consumer side: the write settled; did it reach the disk? */
+  private markPersistFailure (headers: string[], rejected: unknown): void {
+    const failure = this.profile.persistError ?? (rejected === null ? null : rejected instanceof Error ? rejected : new Error(String(rejected)))
+    if (failure === null) return
+    headers.push(PERSIST_FAILED_HEADER, 'failed')
+    this.deps.log.warn({ req: this.x.id, profile: this.profile.name, host: this.target.authority, err: failure.message }, 'cookie changes from this response were not persisted; delivered with x-session-proxy-persist: failed')
+  }
+
+  /**
+   * Writes the head; a bodiless response is finished here (undici may still
+   * complain about its framing afterwards: too late to matter to the
+   * client). Returns whether undici should go on reading.
+   */
+  private deliverHead (statusCode: number, statusText: string, headers: string[], bodiless: boolean): boolean {
+    try {
+      this.res.writeHead(statusCode, relayableReason(statusText), headers)
+    } catch (err) {
+      // Node refuses heads it cannot write (a character not allowed in a
+      // header, a status it does not know how to send).
+      this.refuseHead(err)
+      return false
+    }
+    if (this.observed) for (const o of this.deps.observers) o.onResponseHead?.(this.x)
+    if (bodiless) {
+      this.finished = true
+      this.res.off('close', this.onClientClose)
+      this.res.end()
+      this.logDone(undefined)
+    }
     return true
   }
 
-  private writeHead (statusCode: number, statusText: string, headers: string[]): void {
-    this.res.writeHead(statusCode, statusText || undefined, headers)
-    if (this.observed) for (const o of this.deps.observers) o.onResponseHead?.(this.x)
+  /** The upstream's head cannot be relayed: the client gets a 502, the upstream request is dropped. */
+  private refuseHead (err: unknown): void {
+    const mapped = new UpstreamError('SP_UPSTREAM_BAD_RESPONSE', 502, this.target.authority, `upstream ${this.target.authority}: response head cannot be relayed: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+    // A refused writeHead leaves its status and reason behind on the response.
+    this.res.statusMessage = ''
+    try {
+      this.fail(mapped)
+    } catch {
+      this.res.destroy(mapped)
+    }
+    this.abort?.(mapped)
   }
 
   onData (chunk: Buffer): boolean {
+    if (this.finished) return true
+    if (this.held !== null) {
+      this.held.chunks.push(chunk)
+      return false
+    }
     this.x.responseBytes += chunk.length
     if (this.observed) for (const o of this.deps.observers) o.onResponseData?.(this.x, chunk)
     return this.res.write(chunk)
@@ -228,6 +301,7 @@ class ForwardHandler {
 
   onComplete (): void {
     if (this.finished) return
+    if (this.held !== null) { this.held.complete = true; return }
     this.finished = true
     this.res.off('close', this.onClientClose)
     this.res.end()
@@ -236,9 +310,15 @@ class ForwardHandler {
 
   onError (err: Error): void {
     if (this.finished) return
+    // A held 204/304 is whole at its head, whatever undici says about its framing.
+    if (this.held?.bodiless === true) { this.held.complete = true; return }
+    this.fail(mapUpstreamError(err, this.target.authority))
+  }
+
+  private fail (mapped: SessionProxyError): void {
+    if (this.finished) return
     this.finished = true
     this.res.off('close', this.onClientClose)
-    const mapped = mapUpstreamError(err, this.target.authority)
     this.x.status = mapped.statusCode
     this.x.error = mapped
     if (this.res.headersSent) {
@@ -256,7 +336,12 @@ class ForwardHandler {
     for (let i = 0; i < rawHeaders.length; i += 2) {
       if (rawHeaders[i]!.toString('latin1').toLowerCase() === 'link') links.push(rawHeaders[i + 1]!.toString('latin1'))
     }
-    if (links.length > 0 && !this.res.headersSent) this.res.writeEarlyHints({ link: links })
+    if (links.length === 0 || this.res.headersSent) return
+    try {
+      this.res.writeEarlyHints({ link: links })
+    } catch {
+      // A Link value Node will not write: the hints are optional, the response is not.
+    }
   }
 
   private logDone (error: string | undefined, message?: string): void {

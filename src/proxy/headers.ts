@@ -16,6 +16,14 @@ const HOP_BY_HOP = new Set([
 /** Request headers the proxy consumes or rebuilds itself. */
 const REBUILT_REQUEST = new Set(['host', 'cookie', 'expect', 'via', 'x-session-profile'])
 
+/**
+ * Names a configured default (or an autopilot header) can never add: they
+ * describe the connection or the message framing, which the proxy owns.
+ * undici refuses several of them outright (expect, upgrade, keep-alive, a
+ * second host, transfer-encoding), so sending one would fail every request.
+ */
+const NEVER_DEFAULT = new Set([...HOP_BY_HOP, 'host', 'expect', 'via', 'x-session-profile', 'content-length'])
+
 export interface RequestHeaderInfo {
   proxyAuthorization: string | undefined
   profile: string | undefined
@@ -121,7 +129,7 @@ export function buildRequestHeaders (
   }
   if (present !== null) {
     for (const [lower, name, value] of defaults) {
-      if (!present.has(lower)) out.push(name, value)
+      if (!present.has(lower) && !NEVER_DEFAULT.has(lower)) out.push(name, value)
     }
     present = null
   }
@@ -163,4 +171,33 @@ export function buildResponseHeaders (raw: readonly Buffer[], viaEntry: string):
   }
   headers.push('via', appendVia(via, viaEntry))
   return { headers, setCookies }
+}
+
+/** Removes every header named `lower` (lower-case) from a flat name/value list. */
+export function removeHeader (headers: string[], lower: string): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    if (headers[i]!.length === lower.length && headers[i]!.toLowerCase() === lower) headers.splice(i, 2)
+  }
+}
+
+/**
+ * RFC 9110 6.3 / 9112 6.3: a 204 and a 304 end with their header section,
+ * whatever Content-Length says (on a 304 it describes the selected
+ * representation, 9110 8.6, and is kept; a 204 has no content, and its
+ * Content-Length is dropped). So does any response to HEAD.
+ */
+export function isBodilessStatus (statusCode: number): boolean {
+  return statusCode === 204 || statusCode === 304
+}
+
+/** Characters Node refuses in a status line's reason phrase (and in header values). */
+const UNWRITABLE = /[^\t\x20-\x7e\x80-\xff]/
+
+/**
+ * The reason phrase to relay, or undefined for Node's default: it is
+ * informational (RFC 9112 4, clients ignore it) and not worth failing a
+ * response over when Node will not write it.
+ */
+export function relayableReason (statusText: string): string | undefined {
+  return statusText === '' || UNWRITABLE.test(statusText) ? undefined : statusText
 }

@@ -5,7 +5,7 @@
  * reading the socket while the head is held (onHeaders returns false).
  */
 import type { ServerResponse } from 'node:http'
-import { buildResponseHeaders } from './headers.js'
+import { buildResponseHeaders, isBodilessStatus, relayableReason, removeHeader } from './headers.js'
 import { headerValue } from '../session/autopilot/values.js'
 
 export interface ResponseHead {
@@ -23,6 +23,8 @@ export class HeldResponse {
   private resolveHead!: (head: ResponseHead) => void
   private rejectHead!: (err: Error) => void
   private headSeen = false
+  /** A 204 or 304: complete at its head, whatever undici says about its framing later. */
+  private bodiless = false
   private resumeUpstream: (() => void) | null = null
   private abortUpstream: ((err?: Error) => void) | null = null
   private sink: Sink | null = null
@@ -49,11 +51,16 @@ export class HeldResponse {
     this.headSeen = true
     this.resumeUpstream = resume
     const { headers, setCookies } = buildResponseHeaders(raw, this.viaEntry)
-    this.resolveHead({ status: statusCode, statusText, headers, setCookies, contentType: headerValue(headers, 'content-type') ?? '' })
+    if (isBodilessStatus(statusCode)) {
+      this.bodiless = true
+      if (statusCode === 204) removeHeader(headers, 'content-length')
+    }
+    this.resolveHead({ status: statusCode, statusText: relayableReason(statusText) ?? '', headers, setCookies, contentType: headerValue(headers, 'content-type') ?? '' })
     return false
   }
 
   onData (chunk: Buffer): boolean {
+    if (this.bodiless) return true
     if (this.sink !== null) return this.sink(chunk)
     this.pending.push(chunk)
     return false
@@ -66,7 +73,11 @@ export class HeldResponse {
 
   onError (err: Error): void {
     if (!this.headSeen) { this.rejectHead(err); return }
-    this.failure = err
+    if (this.done) return
+    // undici rejects a 304 whose Content-Length (allowed, RFC 9110 8.6) it
+    // then finds no body for, or a 204 followed by stray bytes: the response
+    // itself was whole at its head.
+    if (!this.bodiless) this.failure = err
     this.done = true
     this.onSettled?.()
   }
