@@ -83,5 +83,5 @@ t.test('CONNECT lines', knownFailure('a refused CONNECT followed by a client res
     const bad = r.statuses.filter((s) => s >= 500 && s !== 501 && s !== 505 && !((s === 502 || s === 504) && reachableShape(c.target)))
     if (bad.length > 0) problems.push(`answered ${bad.join(', ')}: ${JSON.stringify(r.data.toString('latin1').slice(0, 300))}`)
     if (problems.length > 0) throw new Error(problems.join('; '))
-  }, fuzzParams(150, 12_000), (c) => `${showBytes(render(c))} then ${c.after === '' ? '' : `${showBytes(c.after)} and `}${c.ending.toUpperCase()}`)
+  }, fuzzParams(150, 8_000), (c) => `${showBytes(render(c))} then ${c.after === '' ? '' : `${showBytes(c.after)} and `}${c.ending.toUpperCase()}`)
 })

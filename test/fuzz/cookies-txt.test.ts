@@ -94,5 +94,5 @@ t.test('cookies.txt imports', knownFailure('an out-of-range expiry answers 500 a
     }
     problems.push(...await put.check())
     if (problems.length > 0) throw new Error(problems.join('; '))
-  }, fuzzParams(80, 12_000), (text) => `PUT body (UTF-8) ${JSON.stringify(text)}`)
+  }, fuzzParams(80, 8_000), (text) => `PUT body (UTF-8) ${JSON.stringify(text)}`)
 })

@@ -139,5 +139,5 @@ t.test('request heads', knownFailure('an upgrade refused then reset kills the pr
       problems.push(`answered ${bad.join(', ')}: ${JSON.stringify(text.slice(0, 400))}`)
     }
     if (problems.length > 0) throw new Error(problems.join('; '))
-  }, fuzzParams(300, 18_000), (h) => `${showBytes(render(h))} then ${h.ending.toUpperCase()}`)
+  }, fuzzParams(300, 12_000), (h) => `${showBytes(render(h))} then ${h.ending.toUpperCase()}`)
 })
