@@ -7,7 +7,7 @@
  */
 import fc from 'fast-check'
 import t from 'tap'
-import { checkProperty, fuzzParams, knownFailure, ProxyUnderTest, rawExchange, showBytes, type Ending } from '../helpers/fuzz-harness.js'
+import { checkProperty, fuzzParams, knownFailure, ProxyUnderTest, rawExchange, showBytes, type Ending, raiseTimeoutForLongRuns } from '../helpers/fuzz-harness.js'
 
 const ALLOWED_PORTS = [443, 8443]
 
@@ -70,6 +70,8 @@ function reachableShape (target: string): boolean {
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(target)
   return m !== null && ALLOWED_PORTS.includes(Number(m[2]))
 }
+
+raiseTimeoutForLongRuns(t)
 
 t.test('CONNECT lines', knownFailure('a refused CONNECT followed by a client reset kills the process'), async (t) => {
   const put = new ProxyUnderTest()

@@ -10,7 +10,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import { adminGet } from '../helpers/proxy.js'
-import { checkProperty, fuzzParams, isValidFieldValue, knownFailure, proxiedGet, ProxyUnderTest, showBytes, startRawUpstream } from '../helpers/fuzz-harness.js'
+import { checkProperty, fuzzParams, isValidFieldValue, knownFailure, proxiedGet, ProxyUnderTest, showBytes, startRawUpstream, raiseTimeoutForLongRuns } from '../helpers/fuzz-harness.js'
 
 const SEED_LINE = '127.0.0.1\tFALSE\t/\tFALSE\t0\tseed\tkeep\n'
 const soon = Math.floor(Date.now() / 1000) + 3600
@@ -57,6 +57,8 @@ const file = fc.record({
 }).map((f) => f.bom + f.lines.join(f.eol) + f.eol)
 
 let counter = 0
+
+raiseTimeoutForLongRuns(t)
 
 t.test('cookies.txt imports', knownFailure('an out-of-range expiry answers 500 after the jar was cleared; a value like € is imported and makes every later request 502'), async (t) => {
   const up = await startRawUpstream()

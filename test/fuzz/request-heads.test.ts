@@ -12,7 +12,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import { echoCookies, startUpstream } from '../helpers/proxy.js'
-import { checkProperty, fuzzParams, knownFailure, ProxyUnderTest, rawExchange, showBytes, type Ending } from '../helpers/fuzz-harness.js'
+import { checkProperty, fuzzParams, knownFailure, ProxyUnderTest, rawExchange, showBytes, type Ending, raiseTimeoutForLongRuns } from '../helpers/fuzz-harness.js'
 
 const ALLOWED_5XX = new Set([501, 505])
 
@@ -121,6 +121,8 @@ function headArb (upstreamPort: number): fc.Arbitrary<Head> {
     ending: fc.constantFrom<Ending>('fin', 'rst')
   })
 }
+
+raiseTimeoutForLongRuns(t)
 
 t.test('request heads', knownFailure('an upgrade refused then reset kills the process; /_session/assets/constructor answers 500'), async (t) => {
   const up = await startUpstream(echoCookies())

@@ -13,7 +13,7 @@
 import fc from 'fast-check'
 import t from 'tap'
 import { adminGet, cleanup, tempDir } from '../helpers/proxy.js'
-import { checkProperty, FUZZ_SEED, fuzzParams, fuzzRuns, isValidFieldValue, knownFailure, proxiedGet, ProxyUnderTest, showBytes, startRawUpstream, type RawUpstream } from '../helpers/fuzz-harness.js'
+import { checkProperty, FUZZ_SEED, fuzzParams, fuzzRuns, isValidFieldValue, knownFailure, proxiedGet, ProxyUnderTest, showBytes, startRawUpstream, type RawUpstream, raiseTimeoutForLongRuns } from '../helpers/fuzz-harness.js'
 
 const byteChar = fc.integer({ min: 0x20, max: 255 }).filter((b) => b !== 0x7f).map((b) => String.fromCharCode(b))
 const anyByte = fc.integer({ min: 0, max: 255 }).map((b) => String.fromCharCode(b))
@@ -79,6 +79,8 @@ async function sendable (put: ProxyUnderTest, up: RawUpstream, a: string, b: str
   if (txt.status >= 500 || txt.status === 0) problems.push(`GET /_session/profiles/${a}/cookies.txt answered ${txt.status}: ${txt.body.slice(0, 200)}`)
   return problems
 }
+
+raiseTimeoutForLongRuns(t)
 
 t.test('Set-Cookie from a hostile upstream', knownFailure('Max-Age=99999999999999 kills the process; a cookie value like € is accepted and makes every later request 502'), async (t) => {
   const up = await startRawUpstream()

@@ -317,3 +317,12 @@ export async function checkProperty<T> (t: Test, name: string, arb: fc.Arbitrary
   if (process.env.FUZZ_REPORT !== undefined && process.env.FUZZ_REPORT !== '') appendFileSync(process.env.FUZZ_REPORT, JSON.stringify(report) + '\n')
   t.fail(`${name}: counterexample after ${details.numRuns} runs, ${details.numShrinks} shrinks (seed ${details.seed}, path ${String(details.counterexamplePath)}):\n  ${example}\n  ${error}`)
 }
+
+/**
+ * A long run (FUZZ_RUNS=2000, `npm run fuzz`) outlasts tap's 180 s per file:
+ * give the file 250 ms per run on top. The bounded default keeps tap's timeout.
+ */
+export function raiseTimeoutForLongRuns (t: Test): void {
+  if (process.env.FUZZ_RUNS === undefined || process.env.FUZZ_RUNS === '') return
+  t.setTimeout(Math.max(180_000, 60_000 + fuzzRuns(1) * 250))
+}
