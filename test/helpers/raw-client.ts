@@ -57,7 +57,9 @@ export async function sendThenReset (port: number, bytes: string | Buffer): Prom
   const s = await connectRaw(port)
   s.write(bytes)
   const r = await readResponse(s)
-  s.resetAndDestroy()
+  // On a socket that already closed, resetAndDestroy leaves a handle that keeps the test process alive.
+  if (!s.destroyed && s.readyState === 'open') s.resetAndDestroy()
+  else s.destroy()
   return r
 }
 
