@@ -212,3 +212,35 @@ t.test('maxClientBufferBytes: an upgrade refusal with a huge body to a client th
   await sleep(200)
   t.equal((await adminGet(proxy, '/_session/health')).status, 200)
 })
+
+t.test('a plain tunnel to a client that does not read stays bounded too', async (t) => {
+  const TOTAL = 200 * 1024 * 1024
+  let written = 0
+  const up = net.createServer((s) => {
+    s.on('error', () => {})
+    const chunk = Buffer.alloc(256 * 1024, 0x63)
+    const pump = (): void => {
+      while (written < TOTAL && !s.destroyed) {
+        written += chunk.length
+        if (!s.write(chunk)) return
+      }
+    }
+    s.on('drain', pump)
+    pump()
+  })
+  await new Promise<void>((resolve) => up.listen(0, '127.0.0.1', resolve))
+  const upPort = (up.address() as net.AddressInfo).port
+  const proxy = await startProxy({ args: ['--no-intercept', '--connect-port', String(upPort)], config: { limits: { maxClientBufferBytes: 1024 * 1024 } } })
+  t.teardown(async () => { await proxy.stop(); await new Promise<void>((resolve) => up.close(() => resolve())); cleanup(proxy.dataDir) })
+  const before = rssBytes(proxy.proc.pid!)
+  const s = await connectRaw(proxy.port)
+  s.write(`CONNECT 127.0.0.1:${upPort} HTTP/1.1\r\nHost: x\r\n\r\n`)
+  await new Promise((resolve) => s.once('data', resolve))
+  s.pause()
+  let last = -1
+  while (written !== last && written < TOTAL) { last = written; await sleep(1000) }
+  const grown = rssBytes(proxy.proc.pid!) - before
+  t.ok(written < TOTAL / 2, `the upstream was paused (wrote ${Math.round(written / 1048576)} MiB of 200)`)
+  t.ok(grown < 64 * 1024 * 1024, `proxy RSS grew by ${Math.round(grown / 1048576)} MiB`)
+  s.destroy()
+})
