@@ -204,6 +204,8 @@ export class ClientConnections {
       arm(socket, this.limits.clientHeadersTimeoutMs)
       socket.once('close', () => clearTimeout(idle.get(socket)))
     })
+    // An upgraded connection is a WebSocket from now on: its head is complete.
+    server.on('upgrade', (req: IncomingMessage) => clearTimeout(idle.get(req.socket)))
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const socket = req.socket
       clearTimeout(idle.get(socket))

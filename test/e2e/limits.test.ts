@@ -8,6 +8,7 @@ import net from 'node:net'
 import t from 'tap'
 import { adminGet, cleanup, echoCookies, startProxy, startUpstream } from '../helpers/proxy.js'
 import { connectRaw, readResponse, sleep } from '../helpers/raw-client.js'
+import { startWsUpstream } from '../helpers/ws.js'
 
 function rssBytes (pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -242,5 +243,23 @@ t.test('a plain tunnel to a client that does not read stays bounded too', async 
   const grown = rssBytes(proxy.proc.pid!) - before
   t.ok(written < TOTAL / 2, `the upstream was paused (wrote ${Math.round(written / 1048576)} MiB of 200)`)
   t.ok(grown < 64 * 1024 * 1024, `proxy RSS grew by ${Math.round(grown / 1048576)} MiB`)
+  s.destroy()
+})
+
+t.test('the head timeout inside a tunnel does not cut a WebSocket that outlives it', async (t) => {
+  const up = await startWsUpstream()
+  const proxy = await startProxy({ config: { limits: { clientHeadersTimeoutMs: 300 } }, args: ['--connect-port', String(up.port)] })
+  t.teardown(async () => { await proxy.stop(); await up.close(); cleanup(proxy.dataDir) })
+  const s = await tunnel(proxy.port, up.port)
+  let got = ''
+  s.on('data', (c: Buffer) => { got += c.toString('latin1') })
+  s.write(`GET /socket HTTP/1.1\r\nHost: 127.0.0.1:${up.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
+  while (!got.includes('hello')) await sleep(50)
+  t.match(got, /^HTTP\/1\.1 101 /)
+  await sleep(1200)
+  // A masked text frame "ping" (mask 0), answered with "echo:ping".
+  s.write(Buffer.from([0x81, 0x84, 0, 0, 0, 0, ...Buffer.from('ping')]))
+  while (!got.includes('echo:ping') && !s.destroyed) await sleep(50)
+  t.match(got, /echo:ping/, 'the WebSocket still works after the head timeout')
   s.destroy()
 })
