@@ -139,6 +139,12 @@ export class ClientConnections {
    * has started (proxied requests); otherwise the connection is cut.
    */
   begin (req: IncomingMessage, res: ServerResponse, respond: boolean): void {
+    if (!respond && req.headers.accept?.includes('text/event-stream') === true) {
+      // An admin event stream never finishes: shutdown closes it like a WebSocket instead of waiting.
+      this.markUpgraded(req.socket)
+      this.addStream(req.socket)
+      return
+    }
     const state = this.open.get(req.socket)
     if (state !== undefined) { state.active++; state.served++ }
     this.inflight++

@@ -67,3 +67,18 @@ t.test('shutdownTimeoutMs bounds the wait for a request that does not finish', a
   const r = await stuck
   t.not(r.status, 200)
 })
+
+t.test('an open admin event stream is closed at shutdown, not waited for', async (t) => {
+  const proxy = await startProxy({ config: { limits: { shutdownTimeoutMs: 30000 } } })
+  t.teardown(() => cleanup(proxy.dataDir))
+  const s = await connectRaw(proxy.port)
+  let got = ''
+  s.on('data', (c: Buffer) => { got += c.toString('latin1') })
+  const closed = new Promise<void>((resolve) => s.once('close', () => resolve()))
+  s.write('GET /_session/profiles/default/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n')
+  while (!got.includes('\r\n\r\n')) await sleep(50)
+  t.match(got, /^HTTP\/1\.1 200/)
+  t.equal(await proxy.stop(), 0)
+  await closed
+  t.ok(proxy.output.some((l) => l.includes('"cut":0')), 'nothing was left to cut: the stream did not hold the shutdown')
+})
