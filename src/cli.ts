@@ -7,7 +7,8 @@
 import { parseArgs } from 'node:util'
 import { loadConfig, parsePort } from './config/load.js'
 import { ConfigError } from './errors.js'
-import { createLogger } from './log.js'
+import { createLogger, flushLogger } from './log.js'
+import { installProcessGuard } from './process-guard.js'
 import { runExplain } from './commands/explain.js'
 import { runLoginCommand } from './commands/login.js'
 import { createSessionProxy } from './server.js'
@@ -31,6 +32,8 @@ Options (environment variable in brackets; config-file key after it):
                            [SESSION_PROXY_CONNECT_TO, comma-separated] connectTo
   --reverse URL            reverse (sidecar) mode: plain requests outside /_session/ go to URL
                            [SESSION_PROXY_REVERSE] reverse
+  --reverse-forward        with --reverse, also act as a forward proxy (absolute-form requests to
+                           other hosts and CONNECT; refused with 403 otherwise) reverseForward
   --upstream-proxy URL     send upstream traffic through this HTTP proxy (http://user:pw@host:port)
                            [SESSION_PROXY_UPSTREAM_PROXY; else HTTPS_PROXY/HTTP_PROXY/NO_PROXY] upstream.proxy
   --upstream-ca FILE       PEM bundle trusted for https upstreams, besides the system roots
@@ -42,6 +45,11 @@ Options (environment variable in brackets; config-file key after it):
   --allow-clients IP/CIDR  who may use the proxy when it listens beyond loopback; repeatable allowClients
   -h, --help               this help
   -v, --version            the version
+
+Limits (config file only, key limits.*; see README "Limits" and docs/errors.md):
+  maxHeaderBytes (431), clientHeadersTimeoutMs (408), clientBodyIdleTimeoutMs (408 or cut),
+  clientKeepAliveTimeoutMs, maxClientConnections (503), maxClientBufferBytes (cut),
+  shutdownTimeoutMs (SIGTERM/SIGINT: in-flight requests get this long, then exit 0)
 
 Use it:  curl -x http://127.0.0.1:8080 http://example.com/          (profile "default")
          curl -x http://alice@127.0.0.1:8080 http://example.com/    (profile "alice")
@@ -65,6 +73,7 @@ interface Flags {
   'log-level'?: string
   'connect-to'?: string[]
   reverse?: string
+  'reverse-forward'?: boolean
   'upstream-proxy'?: string
   'upstream-ca'?: string
   'connect-port'?: string[]
@@ -98,6 +107,7 @@ async function main (argv: string[]): Promise<void> {
         'log-level': { type: 'string' },
         'connect-to': { type: 'string', multiple: true },
         reverse: { type: 'string' },
+        'reverse-forward': { type: 'boolean' },
         'upstream-proxy': { type: 'string' },
         'upstream-ca': { type: 'string' },
         'connect-port': { type: 'string', multiple: true },
@@ -126,6 +136,7 @@ async function main (argv: string[]): Promise<void> {
       connectTo: values['connect-to'],
       allowClients: values['allow-clients'],
       reverse: values.reverse,
+      reverseForward: values['reverse-forward'] === true ? true : undefined,
       upstream: { proxy: values['upstream-proxy'], ca: values['upstream-ca'] },
       connect: {
         allowedPorts: values['connect-port']?.map((p) => parsePort(p, '--connect-port')),
@@ -149,6 +160,7 @@ async function main (argv: string[]): Promise<void> {
     return
   }
   const log = createLogger(config.logLevel)
+  installProcessGuard(log)
   let proxy
   try {
     proxy = createSessionProxy({ config, log, version: VERSION })
@@ -172,12 +184,17 @@ async function main (argv: string[]): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) return
     stopping = true
-    log.info({ signal }, 'shutting down')
-    const force = setTimeout(() => process.exit(1), 10_000)
+    log.info({ signal, timeoutMs: config.limits.shutdownTimeoutMs }, 'shutting down')
+    // Past the deadline plus time to flush the jars, give up loudly.
+    const force = setTimeout(() => { log.error('shutdown did not finish in time'); process.exit(1) }, config.limits.shutdownTimeoutMs + 10_000)
     force.unref()
-    proxy.close().then(() => { log.flush(); process.exit(0) }, (err: unknown) => {
+    proxy.shutdown().then(async ({ cut }) => {
+      log.info({ cut }, cut === 0 ? 'stopped' : 'stopped; requests still running at the deadline were cut')
+      await flushLogger(log)
+      process.exit(0)
+    }, async (err: unknown) => {
       log.error({ err }, 'error while shutting down')
-      log.flush()
+      await flushLogger(log)
       process.exit(1)
     })
   }

@@ -66,3 +66,64 @@ export class CookiesTxtError extends SessionProxyError {
     this.name = 'CookiesTxtError'
   }
 }
+
+export interface ErrorCatalogueEntry {
+  /** The HTTP status the code is answered with (0: never sent to a client, e.g. a start-up failure). */
+  status: number
+  meaning: string
+}
+
+/**
+ * Every SP_* code the proxy can produce, with its status and what it means.
+ * docs/errors.md says the same for readers; test/errors.test.ts keeps both
+ * in step with the code literals in src/.
+ */
+export const ERROR_CATALOGUE: Readonly<Record<string, ErrorCatalogueEntry>> = {
+  // Requests the proxy refuses
+  SP_BAD_REQUEST: { status: 400, meaning: 'The request is malformed (admin API: invalid body or parameters).' },
+  SP_BAD_TARGET: { status: 400, meaning: 'The request target is not an absolute http(s) URL, has an invalid host or port, or names another origin inside a tunnel.' },
+  SP_BAD_QUERY: { status: 400, meaning: 'An admin query parameter is out of range.' },
+  SP_CONNECT_TARGET: { status: 400, meaning: 'The CONNECT target is not host:port.' },
+  SP_CONNECT_PORT: { status: 403, meaning: 'CONNECT to a port outside connect.allowedPorts.' },
+  SP_PROFILE_INVALID: { status: 400, meaning: 'The profile name (Proxy-Authorization user or X-Session-Profile) is not a valid profile name.' },
+  SP_PROXY_AUTH_SCHEME: { status: 400, meaning: 'Proxy-Authorization uses a scheme other than Basic.' },
+  SP_PROXY_AUTH_REQUIRED: { status: 407, meaning: 'proxyAuth is configured and the request carries no valid credentials.' },
+  SP_CLIENT_NOT_ALLOWED: { status: 403, meaning: 'The client address is not in allowClients; the connection is closed after this answer.' },
+  SP_REVERSE_ONLY: { status: 403, meaning: 'Reverse mode: absolute-form requests to other hosts and CONNECT are refused unless reverseForward is true.' },
+  SP_LOOP_DETECTED: { status: 508, meaning: 'The request already passed through this proxy (its Via header names it).' },
+  SP_UPGRADE_UNSUPPORTED: { status: 501, meaning: 'A protocol upgrade other than WebSocket, or an upgrade on an admin path.' },
+  SP_HEADERS_TOO_LARGE: { status: 431, meaning: 'The request head is larger than limits.maxHeaderBytes.' },
+  SP_CLIENT_TIMEOUT: { status: 408, meaning: 'The client did not finish its request head within limits.clientHeadersTimeoutMs, or its body sent nothing for limits.clientBodyIdleTimeoutMs.' },
+  SP_CLIENT_PARSE: { status: 400, meaning: 'The client sent bytes that are not valid HTTP/1.1 (smuggling shapes, bad framing, invalid characters).' },
+  SP_OVERLOADED: { status: 503, meaning: 'limits.maxClientConnections connections are open and none is idle: the new connection is answered and closed.' },
+  SP_SHUTTING_DOWN: { status: 503, meaning: 'The proxy is shutting down and takes no new tunnels or upgrades.' },
+  SP_CLIENT_CLOSED: { status: 0, meaning: 'Metrics only: the client went away before a response status was sent.' },
+  SP_INTERNAL: { status: 500, meaning: 'A bug: an unexpected error inside the proxy. Please report it.' },
+  SP_CONFIG_INVALID: { status: 500, meaning: 'The configuration is invalid (reported at start-up, exit status 2).' },
+  // Upstream failures
+  SP_UPSTREAM_DNS: { status: 502, meaning: 'The upstream host name could not be resolved.' },
+  SP_UPSTREAM_REFUSED: { status: 502, meaning: 'The upstream refused the connection.' },
+  SP_UPSTREAM_RESET: { status: 502, meaning: 'The upstream reset or closed the connection before the response was complete.' },
+  SP_UPSTREAM_UNREACHABLE: { status: 502, meaning: 'The upstream host or network is unreachable.' },
+  SP_UPSTREAM_CONNECT_TIMEOUT: { status: 504, meaning: 'Connecting to the upstream took longer than pool.connectTimeoutMs.' },
+  SP_UPSTREAM_HEADERS_TIMEOUT: { status: 504, meaning: 'The upstream sent no response head within pool.headersTimeoutMs.' },
+  SP_UPSTREAM_BODY_TIMEOUT: { status: 504, meaning: 'The upstream response body stalled for pool.bodyTimeoutMs.' },
+  SP_UPSTREAM_BAD_RESPONSE: { status: 502, meaning: 'The upstream sent an invalid HTTP response (bad status line, framing, header characters, oversized headers).' },
+  SP_UPSTREAM_TLS: { status: 502, meaning: 'The TLS handshake with the upstream failed or its certificate did not verify.' },
+  SP_UPSTREAM_PROXY: { status: 502, meaning: 'The upstream proxy (--upstream-proxy) refused or failed the CONNECT.' },
+  SP_UPSTREAM_ERROR: { status: 502, meaning: 'Any other upstream failure; the message says what happened.' },
+  // Autopilot
+  SP_AUTOPILOT_LOOP: { status: 502, meaning: 'The autopilot gave up after repeated login and CSRF retries for one request.' },
+  SP_LOGIN_FAILED: { status: 502, meaning: 'A configured login flow failed at one of its steps.' },
+  SP_LOGIN_NO_BASE_URL: { status: 400, meaning: 'A wildcard login rule needs an explicit host (or baseUrl) to run.' },
+  SP_NO_LOGIN: { status: 404, meaning: 'The profile has no login flow for this host.' },
+  // Admin API
+  SP_ADMIN_AUTH_REQUIRED: { status: 401, meaning: 'The admin API needs credentials.' },
+  SP_PROFILE_NOT_FOUND: { status: 404, meaning: 'No profile with that name.' },
+  SP_COOKIE_NOT_FOUND: { status: 404, meaning: 'No cookie matches the given name, domain and path.' },
+  SP_COOKIES_TXT_INVALID: { status: 400, meaning: 'An imported cookies.txt is invalid; nothing was changed.' },
+  SP_CAPTURE_INVALID: { status: 400, meaning: 'Invalid traffic capture settings.' },
+  SP_EXPLAIN_BAD_URL: { status: 400, meaning: 'explain: the URL is missing or not an absolute http(s) URL.' },
+  SP_EXPLAIN_BAD_METHOD: { status: 400, meaning: 'explain: the method is not an HTTP method.' },
+  SP_EXPLAIN_BAD_SITE: { status: 400, meaning: 'explain: the site context is not one of the allowed values.' }
+}

@@ -38,3 +38,17 @@ export function createAccessLogger (log: Logger): Logger {
   if (stream === undefined || process.stdout.isTTY === true) return log
   return pino({ level: log.level, base: { pid: process.pid } }, stream as pino.DestinationStream)
 }
+
+/** Resolves once what the logger buffered is written (or after maxWaitMs, whichever comes first). */
+export async function flushLogger (log: Logger, maxWaitMs = 2000): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, maxWaitMs)
+    timer.unref()
+    try {
+      log.flush(() => { clearTimeout(timer); resolve() })
+    } catch {
+      clearTimeout(timer)
+      resolve()
+    }
+  })
+}

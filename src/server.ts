@@ -22,7 +22,7 @@ import { CookieJarStore } from './session/jar-files.js'
 import { ProfileRegistry } from './session/profiles.js'
 import { forwardRequest, type ProxyDeps, type ViaIdentity } from './proxy/forward.js'
 import { checkVia } from './proxy/headers.js'
-import { asProxyError, sendProxyError } from './proxy/respond.js'
+import { asProxyError, sendProxyError, sendRawError } from './proxy/respond.js'
 import { parseTarget } from './proxy/target.js'
 import { handleConnect, type TunnelDeps } from './proxy/tunnel.js'
 import { UpstreamPool } from './proxy/upstream.js'
@@ -31,10 +31,14 @@ import { Interceptor } from './proxy/intercept.js'
 import { isAdminPath, parseReverseBase, reverseOptions, reverseTarget } from './proxy/reverse.js'
 import { CertificateAuthority } from './proxy/tls/ca.js'
 import { LeafMinter } from './proxy/tls/mint.js'
-import { forwardUpgrade, writeRawError } from './proxy/websocket.js'
+import { forwardUpgrade, type UpgradeLimits } from './proxy/websocket.js'
 import { compileHostPattern } from './net/host-pattern.js'
 import { join } from 'node:path'
 import { ClientAllowlist, isLoopbackHost } from './net/allowlist.js'
+import { answerClientError, ClientConnections } from './net/connections.js'
+import type { Target } from './proxy/target.js'
+
+function ignore (): void {}
 
 // fastify's own dependencies, resolved from where fastify is installed.
 const lazyRequire = createRequire(createRequire(import.meta.url).resolve('fastify'))
@@ -47,7 +51,15 @@ export interface SessionProxy {
   readonly deps: ProxyDeps
   /** Resolves to the URL the proxy listens on. */
   listen: () => Promise<string>
+  /** Closes everything at once. */
   close: () => Promise<void>
+  /**
+   * Graceful stop (SIGTERM/SIGINT): no new connections, tunnels and
+   * WebSockets closed, in-flight requests given limits.shutdownTimeoutMs,
+   * then jars flushed and everything closed. Resolves to the number of
+   * requests that had to be cut.
+   */
+  shutdown: () => Promise<{ cut: number }>
 }
 
 export interface CreateOptions {
@@ -92,19 +104,36 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
   const deps: ProxyDeps = { pool, profiles, log, accessLog: createAccessLogger(log), via, proxyUsers: users, observers: [], events }
   const observe = createObservability({ config, profiles, pool, deps, events, log, version: opts.version })
   const upgradedSockets = new Set<Socket>()
-  const tunnelDeps: TunnelDeps = {
-    log,
-    users,
-    allowedPorts: config.connect.allowedPorts,
-    interceptor: config.connect.intercept ? new Interceptor(deps, new LeafMinter(ca), log) : null,
-    exclude: config.connect.exclude.map(compileHostPattern),
-    pool
-  }
-  const adminGate = createAdminGate({ config, proxyUsers: users })
   const track = (socket: Socket): void => {
     upgradedSockets.add(socket)
     socket.once('close', () => upgradedSockets.delete(socket))
   }
+  const limits = config.limits
+  const connections = new ClientConnections(limits, log, allowlist)
+  const upgradeLimits: UpgradeLimits = {
+    maxClientBufferBytes: limits.maxClientBufferBytes,
+    onWebSocket: (client, upstream) => connections.addStream(client, upstream)
+  }
+  const tunnelDeps: TunnelDeps = {
+    log,
+    users,
+    allowedPorts: config.connect.allowedPorts,
+    interceptor: config.connect.intercept
+      ? new Interceptor(deps, new LeafMinter(ca), log, { maxHeaderBytes: limits.maxHeaderBytes, clientHeadersTimeoutMs: limits.clientHeadersTimeoutMs, clientKeepAliveTimeoutMs: limits.clientKeepAliveTimeoutMs, upgrade: upgradeLimits }, connections)
+      : null,
+    exclude: config.connect.exclude.map(compileHostPattern),
+    pool,
+    maxBufferBytes: limits.maxClientBufferBytes,
+    onTunnel: (client, upstream) => connections.addStream(client, upstream)
+  }
+  const adminGate = createAdminGate({ config, proxyUsers: users })
+  const forwardOnly = reverse !== null && !config.reverseForward
+  const ownAddress = `${config.host}:${config.port}`
+
+  /** Reverse mode is not an open forward proxy: only its own upstream may be named in absolute form. */
+  const reverseRefusal = (what: string): SessionProxyError => new SessionProxyError('SP_REVERSE_ONLY', 403,
+    `this proxy runs in reverse mode for ${reverse!.origin} and does not ${what}; send origin-form requests (curl http://${ownAddress}/path), or set reverseForward: true (--reverse-forward) to also act as a forward proxy`)
+  const isReverseBase = (t: Target): boolean => t.host === reverse!.host && t.port === reverse!.port
 
   const onProxyRequest = (req: IncomingMessage, res: ServerResponse): void => {
     let target
@@ -114,7 +143,24 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
       sendProxyError(res, asProxyError(err))
       return
     }
+    if (forwardOnly && !isReverseBase(target)) {
+      sendProxyError(res, reverseRefusal(`forward requests to ${target.authority}`))
+      log.info({ method: req.method, host: target.authority, status: 403, error: 'SP_REVERSE_ONLY' }, 'rejected')
+      return
+    }
     forwardRequest(deps, req, res, target)
+  }
+
+  /** A socket Node hands over raw (CONNECT, upgrade): its error path first, then the checks shared by both. */
+  const takeRaw = (socket: Socket, what: string): boolean => {
+    socket.on('error', ignore)
+    connections.markUpgraded(socket)
+    track(socket)
+    if (connections.isDraining) {
+      sendRawError(socket, new SessionProxyError('SP_SHUTTING_DOWN', 503, `the proxy is shutting down and takes no new ${what}`))
+      return false
+    }
+    return true
   }
 
   const app = Fastify({
@@ -129,8 +175,16 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
       }
     } as unknown as FastifyServerOptions['schemaController'],
     forceCloseConnections: true,
+    clientErrorHandler: answerClientError,
     serverFactory: (fastifyHandler) => {
-      const server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
+      const server = http.createServer({
+        maxHeaderSize: limits.maxHeaderBytes,
+        keepAliveTimeout: limits.clientKeepAliveTimeoutMs,
+        requestTimeout: 0,
+        headersTimeout: limits.clientHeadersTimeoutMs,
+        // Node checks headersTimeout only this often (default 30 s).
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.clientHeadersTimeoutMs / 4)))
+      }, (req, res) => {
         if (req.url!.charCodeAt(0) === 47 /* '/' */) {
           // A proxied request that came back to us as origin-form is a loop.
           const via = req.headers.via
@@ -138,25 +192,38 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
             try { checkVia(via, pseudonym) } catch (err) { sendProxyError(res, asProxyError(err)); return }
           }
           if (reverse !== null && !isAdminPath(req.url!)) {
-            forwardRequest(deps, req, res, reverseTarget(reverse, req.url!), reverseOptions(reverse, req, `${config.host}:${config.port}`))
+            connections.begin(req, res, true)
+            forwardRequest(deps, req, res, reverseTarget(reverse, req.url!), reverseOptions(reverse, req, ownAddress))
             return
           }
+          connections.begin(req, res, false)
           if (!admitAdminRequest(req, res, adminGate)) return
           fastifyHandler(req, res)
         } else {
+          connections.begin(req, res, true)
           onProxyRequest(req, res)
         }
       })
+      connections.install(server)
+      server.on('error', (err: NodeJS.ErrnoException) => {
+        // Listen errors are reported by listen(); afterwards (EMFILE on accept) the server keeps going.
+        if (server.listening) log.error({ err: { code: err.code, message: err.message } }, 'server error')
+      })
       server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-        track(socket)
+        if (!takeRaw(socket, 'tunnels')) return
+        if (forwardOnly) {
+          sendRawError(socket, reverseRefusal('accept CONNECT'))
+          log.info({ method: 'CONNECT', host: (req.url ?? '').slice(0, 200), status: 403, error: 'SP_REVERSE_ONLY' }, 'rejected')
+          return
+        }
         handleConnect(tunnelDeps, req, socket, head)
       })
       server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-        track(socket)
+        if (!takeRaw(socket, 'WebSockets')) return
         const url = req.url!
         if (url.charCodeAt(0) === 47 /* '/' */) {
-          if (reverse !== null && !isAdminPath(url)) forwardUpgrade(deps, req, socket, head, reverseTarget(reverse, url), reverseOptions(reverse, req, `${config.host}:${config.port}`))
-          else writeRawError(socket, new SessionProxyError('SP_UPGRADE_UNSUPPORTED', 501, 'the admin API has no WebSocket endpoints'))
+          if (reverse !== null && !isAdminPath(url)) forwardUpgrade(deps, req, socket, head, reverseTarget(reverse, url), reverseOptions(reverse, req, ownAddress), upgradeLimits)
+          else sendRawError(socket, new SessionProxyError('SP_UPGRADE_UNSUPPORTED', 501, 'the admin API has no WebSocket endpoints'))
           return
         }
         let target
@@ -164,19 +231,15 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
           // Some clients write ws:// or wss:// in the request line; the handshake itself is HTTP.
           target = parseTarget(url.replace(/^ws(s?):\/\//i, 'http$1://'))
         } catch (err) {
-          writeRawError(socket, asProxyError(err))
+          sendRawError(socket, asProxyError(err))
           return
         }
-        forwardUpgrade(deps, req, socket, head, target)
+        if (forwardOnly && !isReverseBase(target)) {
+          sendRawError(socket, reverseRefusal(`forward requests to ${target.authority}`))
+          return
+        }
+        forwardUpgrade(deps, req, socket, head, target, undefined, upgradeLimits)
       })
-      if (allowlist !== null) {
-        server.on('connection', (socket: Socket) => {
-          if (!allowlist.allows(socket.remoteAddress ?? '')) {
-            log.warn({ client: socket.remoteAddress }, 'connection refused: client not in allowClients')
-            socket.destroy()
-          }
-        })
-      }
       return server
     }
   })
@@ -202,6 +265,13 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
       const host = isIP(a.address) === 6 ? `[${a.address}]` : a.address
       return `http://${host}:${a.port}`
     },
-    close: async () => { await app.close() }
+    close: async () => { await app.close() },
+    shutdown: async () => {
+      // Stop accepting first; app.close() below closes the server for good.
+      app.server.close()
+      const result = await connections.drain(app.server, limits.shutdownTimeoutMs)
+      await app.close()
+      return result
+    }
   }
 }

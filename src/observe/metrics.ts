@@ -15,6 +15,7 @@ import type { UpstreamPool } from '../proxy/upstream.js'
 import type { SessionEvent } from './event-types.js'
 import type { SessionEvents } from './events.js'
 import { Histogram, PromWriter } from './prom-text.js'
+import { uncaughtErrors } from '../process-guard.js'
 
 export interface MetricsConfig {
   enabled: boolean
@@ -118,6 +119,8 @@ export class Metrics implements ExchangeObserver {
     }
     w.family('session_proxy_upstream_latency_seconds', 'histogram', 'Time from receiving a proxied request to forwarding the upstream response head.')
     this.latency.write(w, 'session_proxy_upstream_latency_seconds', {})
+    w.family('session_proxy_uncaught_errors_total', 'counter', 'Errors that escaped every handler and were caught by the process guard (each one is a bug).')
+    w.sample('session_proxy_uncaught_errors_total', {}, uncaughtErrors())
     w.family('session_proxy_errors_total', 'counter', 'Proxied requests that failed, by error code.')
     for (const [code, n] of this.errors) w.sample('session_proxy_errors_total', { code }, n)
 

@@ -16,10 +16,11 @@ import tls from 'node:tls'
 import type { Logger } from 'pino'
 import { BadRequestError } from '../errors.js'
 import { forwardRequest, type ForwardOptions, type ProxyDeps } from './forward.js'
-import { asProxyError, sendProxyError } from './respond.js'
+import { asProxyError, sendProxyError, sendRawError } from './respond.js'
 import { parseTarget, type Target } from './target.js'
 import type { LeafMinter } from './tls/mint.js'
-import { forwardUpgrade, writeRawError } from './websocket.js'
+import { forwardUpgrade, type UpgradeLimits } from './websocket.js'
+import { answerClientError, type ClientConnections } from '../net/connections.js'
 
 export interface TunnelInfo {
   /** Lower-cased host without IPv6 brackets, as CONNECT named it. */
@@ -41,7 +42,13 @@ interface Tunnel {
 
 function ignore (): void {}
 
-const HANDSHAKE_TIMEOUT_MS = 60_000
+/** What the inner server enforces, as for the proxy's own listener (limits.*). */
+export interface InterceptLimits {
+  maxHeaderBytes: number
+  clientHeadersTimeoutMs: number
+  clientKeepAliveTimeoutMs: number
+  upgrade: UpgradeLimits
+}
 
 /** First byte of a TLS record carrying a handshake (the ClientHello). */
 const TLS_HANDSHAKE = 0x16
@@ -53,17 +60,26 @@ export class Interceptor {
   private readonly server: http.Server
   private readonly tunnels = new WeakMap<object, Tunnel>()
 
-  constructor (deps: ProxyDeps, minter: LeafMinter, log: Logger) {
+  private readonly limits: InterceptLimits
+  private readonly connections: ClientConnections
+
+  constructor (deps: ProxyDeps, minter: LeafMinter, log: Logger, limits: InterceptLimits, connections: ClientConnections) {
     this.deps = deps
     this.minter = minter
     this.log = log
-    this.server = http.createServer({ keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => this.onRequest(req, res))
+    this.limits = limits
+    this.connections = connections
+    this.server = http.createServer({
+      maxHeaderSize: limits.maxHeaderBytes,
+      keepAliveTimeout: limits.clientKeepAliveTimeoutMs,
+      requestTimeout: 0,
+      headersTimeout: limits.clientHeadersTimeoutMs
+    }, (req, res) => this.onRequest(req, res))
+    connections.watchInner(this.server)
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      // TLS failures are logged where they happen; only HTTP parse errors get a 400.
-      if (!socket.writable || err.code === 'ECONNRESET' || err.code === 'EPIPE' || !(err.code ?? '').startsWith('HPE_')) { socket.destroy(); return }
-      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
-    })
+    // TLS failures are logged where they happen; HTTP parse errors, oversized
+    // and unfinished heads are answered as on the proxy's own listener.
+    this.server.on('clientError', answerClientError)
   }
 
   /** Takes over a CONNECT socket that has just been answered with 200. */
@@ -72,7 +88,7 @@ export class Interceptor {
     client.on('error', ignore)
     if (head.length > 0) client.unshift(head)
     // Until the first byte the http.Server's timeouts do not cover this socket.
-    client.setTimeout(HANDSHAKE_TIMEOUT_MS, () => client.destroy())
+    client.setTimeout(this.limits.clientHeadersTimeoutMs, () => client.destroy())
     client.once('data', (first: Buffer) => {
       client.setTimeout(0)
       client.pause()
@@ -99,9 +115,13 @@ export class Interceptor {
       ALPNProtocols: ['http/1.1']
     })
     let secure = false
+    let reported = false
     socket.once('secure', () => { secure = true })
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      if (!secure) {
+    // `on`, not `once`: a second error on a socket without a listener would crash the process.
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      client.destroy()
+      if (!secure && !reported) {
+        reported = true
         // Almost always a client that does not trust the proxy's CA.
         this.log.info({ method: 'CONNECT', host: info.authority, error: err.code ?? err.message, hint: 'does the client trust the session-proxy CA? (GET /_session/ca.pem)' }, 'TLS handshake with the client failed')
       }
@@ -158,6 +178,7 @@ export class Interceptor {
       sendProxyError(res, asProxyError(err))
       return
     }
+    this.connections.begin(req, res, true)
     forwardRequest(this.deps, req, res, found.target, found.tunnel.options)
   }
 
@@ -166,9 +187,9 @@ export class Interceptor {
     try {
       found = this.targetFor(req)
     } catch (err) {
-      writeRawError(socket, asProxyError(err))
+      sendRawError(socket, asProxyError(err))
       return
     }
-    forwardUpgrade(this.deps, req, socket, head, found.target, found.tunnel.options)
+    forwardUpgrade(this.deps, req, socket, head, found.target, found.tunnel.options, this.limits.upgrade)
   }
 }

@@ -6,13 +6,15 @@
  */
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { SessionProxyError } from '../errors.js'
 import { matchesAny, type HostPattern } from '../net/host-pattern.js'
 import { assertProfileName } from '../session/profiles.js'
 import { parseProxyAuthorization, resolveProfileName } from '../session/resolve-profile.js'
 import type { Interceptor } from './intercept.js'
-import { asProxyError } from './respond.js'
+import { asProxyError, sendRawError } from './respond.js'
+import { mapUpstreamError } from './upstream-errors.js'
 import type { UpstreamPool } from './upstream.js'
 
 export interface TunnelDeps {
@@ -24,12 +26,13 @@ export interface TunnelDeps {
   /** Hosts that always get a plain tunnel. */
   exclude: readonly HostPattern[]
   pool: UpstreamPool
+  /** Bytes a plain tunnel may queue towards either side before it is cut (limits.maxClientBufferBytes). */
+  maxBufferBytes: number
+  /** Called once a plain tunnel is joined, so shutdown can close it. */
+  onTunnel?: (client: Socket, upstream: Duplex) => void
 }
 
-function reject (socket: Socket, status: number, reason: string, message: string, extra = ''): void {
-  const body = `session-proxy: ${message}\n`
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n${extra}\r\n${body}`)
-}
+function ignore (): void {}
 
 /** The profile a CONNECT names itself, or undefined to let each inner request decide. */
 function tunnelProfile (req: IncomingMessage, users: ReadonlyMap<string, string> | null): string | undefined {
@@ -43,26 +46,31 @@ function tunnelProfile (req: IncomingMessage, users: ReadonlyMap<string, string>
   return name
 }
 
+function refuse (deps: TunnelDeps, client: Socket, target: string, err: SessionProxyError): void {
+  sendRawError(client, err)
+  deps.log.info({ method: 'CONNECT', host: target.slice(0, 200), status: err.statusCode, error: err.code }, 'rejected')
+}
+
 export function handleConnect (deps: TunnelDeps, req: IncomingMessage, client: Socket, head: Buffer): void {
+  // Node hands CONNECT sockets over without an error listener.
+  client.on('error', ignore)
   const target = req.url ?? ''
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(target)
-  if (m === null) {
-    reject(client, 400, 'Bad Request', `CONNECT target ${JSON.stringify(target.slice(0, 100))} is not host:port`)
+  if (m === null || Number(m[2]) === 0 || Number(m[2]) > 65535) {
+    refuse(deps, client, target, new SessionProxyError('SP_CONNECT_TARGET', 400, `CONNECT target ${JSON.stringify(target.slice(0, 100))} is not host:port`))
     return
   }
   let profile: string | undefined
   try {
     profile = tunnelProfile(req, deps.users)
   } catch (err) {
-    const e = asProxyError(err)
-    reject(client, e.statusCode, e.statusCode === 407 ? 'Proxy Authentication Required' : 'Bad Request', e.message, e.statusCode === 407 ? 'proxy-authenticate: Basic realm="session-proxy"\r\n' : '')
+    refuse(deps, client, target, asProxyError(err))
     return
   }
   const host = m[1]!.replace(/^\[|\]$/g, '').toLowerCase()
   const port = Number(m[2])
   if (!deps.allowedPorts.includes(port)) {
-    reject(client, 403, 'Forbidden', `CONNECT to port ${port} is not allowed (allowed: ${deps.allowedPorts.join(', ')}; see connect.allowedPorts)`)
-    deps.log.info({ method: 'CONNECT', host: target, status: 403, error: 'SP_CONNECT_PORT' }, 'rejected')
+    refuse(deps, client, target, new SessionProxyError('SP_CONNECT_PORT', 403, `CONNECT to port ${port} is not allowed (allowed: ${deps.allowedPorts.join(', ')}; see connect.allowedPorts)`))
     return
   }
   const bracketed = host.includes(':') ? `[${host}]` : host
@@ -75,22 +83,46 @@ export function handleConnect (deps: TunnelDeps, req: IncomingMessage, client: S
   plainTunnel(deps, client, head, host, port, authority, target)
 }
 
+/**
+ * Joins two sockets with backpressure both ways (pipe pauses the source
+ * while the destination's buffer is full); a side whose queue still grows
+ * past maxBufferBytes (a peer that does not read while writes go on) is cut.
+ */
+export function joinSockets (a: Duplex, b: Duplex, maxBufferBytes: number): void {
+  const closeBoth = (): void => { a.destroy(); b.destroy() }
+  a.on('error', closeBoth)
+  b.on('error', closeBoth)
+  a.once('close', () => b.destroy())
+  b.once('close', () => a.destroy())
+  const bound = (from: Duplex, to: Duplex): void => {
+    from.on('data', () => { if (to.writableLength > maxBufferBytes) closeBoth() })
+  }
+  bound(a, b)
+  bound(b, a)
+  a.pipe(b)
+  b.pipe(a)
+}
+
 function plainTunnel (deps: TunnelDeps, client: Socket, head: Buffer, host: string, port: number, authority: string, target: string): void {
   let closed = false
   client.once('close', () => { closed = true })
-  client.on('error', () => {})
+  // Bytes a client sends before the 200 wait in the socket, not in memory.
+  client.pause()
   deps.pool.openTunnel(host, port, authority).then((upstream) => {
+    upstream.on('error', ignore)
     if (closed) { upstream.destroy(); return }
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
     if (head.length > 0) upstream.write(head)
-    upstream.pipe(client)
-    client.pipe(upstream)
-    upstream.on('error', () => client.destroy())
-    client.once('close', () => upstream.destroy())
-    upstream.once('close', () => client.destroy())
+    joinSockets(client, upstream, deps.maxBufferBytes)
+    client.resume()
+    deps.onTunnel?.(client, upstream)
     deps.log.info({ method: 'CONNECT', host: target, tunnel: 'plain' }, 'tunnel')
-  }, (err: NodeJS.ErrnoException) => {
-    reject(client, 502, 'Bad Gateway', `cannot open tunnel to ${target}: ${err instanceof SessionProxyError ? err.message : err.code ?? err.message}`)
-    deps.log.info({ method: 'CONNECT', host: target, error: err.code ?? err.message }, 'tunnel error')
+  }, (err: unknown) => {
+    const mapped = err instanceof SessionProxyError ? err : mapUpstreamError(err, authority)
+    refuse(deps, client, target, mapped)
+  }).catch((err: unknown) => {
+    // A bug in the lines above: log it and free both sides rather than leak them.
+    deps.log.error({ err, method: 'CONNECT', host: target }, 'tunnel setup failed')
+    client.destroy()
   })
 }

@@ -17,34 +17,25 @@ import { performance } from 'node:perf_hooks'
 import { SessionProxyError } from '../errors.js'
 import type { Profile } from '../session/profiles.js'
 import { appendVia, buildRequestHeaders, buildResponseHeaders, mergeCookieHeaders, scanRequestHeaders } from './headers.js'
-import { resolveRequestProfile, type ForwardOptions, type ProxyDeps } from './forward.js'
-import { asProxyError } from './respond.js'
+import { allocateExchangeId, resolveRequestProfile, type ForwardOptions, type ProxyDeps } from './forward.js'
+import { joinSockets } from './tunnel.js'
+import { asProxyError, PERSIST_FAILED_HEADER, sendRawError } from './respond.js'
 import type { Target } from './target.js'
 import { mapUpstreamError } from './upstream-errors.js'
 
-let nextUpgradeId = 1
-
 function ignore (): void {}
 
-/** A complete HTTP/1.1 response written straight to a socket that is not (yet) a WebSocket. */
-export function writeRawError (socket: Duplex, err: SessionProxyError): void {
-  const body = `session-proxy: ${err.message}\n`
-  const extra = err.statusCode === 407 ? 'proxy-authenticate: Basic realm="session-proxy"\r\n' : ''
-  socket.end(`HTTP/1.1 ${err.statusCode} ${statusText(err.statusCode)}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-session-proxy-error: ${err.code}\r\n${extra}connection: close\r\n\r\n${body}`)
+/** Kept for existing importers: the raw-socket refusal writer lives in respond.ts. */
+export const writeRawError = sendRawError
+
+export interface UpgradeLimits {
+  /** Bytes queued towards a client that does not read before the exchange is cut (limits.maxClientBufferBytes). */
+  maxClientBufferBytes: number
+  /** Called once the two sockets are joined after a 101, so shutdown can close them. */
+  onWebSocket?: (client: Duplex, upstream: Duplex) => void
 }
 
-function statusText (status: number): string {
-  switch (status) {
-    case 400: return 'Bad Request'
-    case 403: return 'Forbidden'
-    case 407: return 'Proxy Authentication Required'
-    case 501: return 'Not Implemented'
-    case 502: return 'Bad Gateway'
-    case 504: return 'Gateway Timeout'
-    case 508: return 'Loop Detected'
-    default: return 'Error'
-  }
-}
+const DEFAULT_LIMITS: UpgradeLimits = { maxClientBufferBytes: 4 * 1024 * 1024 }
 
 function isWebSocket (req: IncomingMessage): boolean {
   const upgrade = req.headers.upgrade
@@ -52,13 +43,13 @@ function isWebSocket (req: IncomingMessage): boolean {
 }
 
 /** Forwards one `Upgrade: websocket` request and, on 101, joins the two sockets. */
-export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: Duplex, head: Buffer, target: Target, opts?: ForwardOptions): void {
+export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: Duplex, head: Buffer, target: Target, opts?: ForwardOptions, limits: UpgradeLimits = DEFAULT_LIMITS): void {
   const started = performance.now()
   // Node removes its own error listener from upgraded sockets: without one,
   // a client reset would be an uncaught exception. Closing is handled below.
   client.on('error', ignore)
   if (!isWebSocket(req)) {
-    writeRawError(client, new SessionProxyError('SP_UPGRADE_UNSUPPORTED', 501, `protocol upgrade to ${JSON.stringify(req.headers.upgrade ?? '')} is not supported (only websocket)`))
+    sendRawError(client, new SessionProxyError('SP_UPGRADE_UNSUPPORTED', 501, `protocol upgrade to ${JSON.stringify(req.headers.upgrade ?? '')} is not supported (only websocket)`))
     return
   }
   const raw = req.rawHeaders
@@ -68,7 +59,7 @@ export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: D
     profile = resolveRequestProfile(deps, info, opts)
   } catch (err) {
     const e = asProxyError(err)
-    writeRawError(client, e)
+    sendRawError(client, e)
     deps.log.info({ method: req.method, host: target.authority, status: e.statusCode, error: e.code, websocket: true }, 'rejected')
     return
   }
@@ -79,7 +70,7 @@ export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: D
   // headers pass as they are, so key, version, protocols and extensions are
   // negotiated end to end.
   const headers = buildRequestHeaders(raw, info, defaults, cookie, target.authority, appendVia(info.via, deps.via.entry))
-  const handler = new UpgradeHandler(deps, client, head, target, profile, started, opts?.rewriteResponseHeaders)
+  const handler = new UpgradeHandler(deps, client, head, target, profile, started, opts?.rewriteResponseHeaders, limits)
   try {
     deps.pool.dispatch(target, { path: target.path, method: req.method ?? 'GET', headers, upgrade: 'websocket', body: null }, handler)
   } catch (err) {
@@ -98,7 +89,11 @@ class UpgradeHandler {
   private done = false
   /** A non-101 answer is relayed as a plain response; this says its head went out. */
   private relaying = false
-  private readonly id = nextUpgradeId++
+  /** Body chunks of a refusal that arrive while its head waits for the journal write. */
+  private held: Buffer[] | null = null
+  private resume: (() => void) | null = null
+  private waitingDrain = false
+  private readonly id = allocateExchangeId()
 
   constructor (
     private readonly deps: ProxyDeps,
@@ -107,7 +102,8 @@ class UpgradeHandler {
     private readonly target: Target,
     private readonly profile: Profile,
     private readonly started: number,
-    private readonly rewrite: ((headers: string[]) => void) | undefined
+    private readonly rewrite: ((headers: string[]) => void) | undefined,
+    private readonly limits: UpgradeLimits
   ) {}
 
   onConnect (abort: (err?: Error) => void): void {
@@ -120,44 +116,51 @@ class UpgradeHandler {
     if (!this.done) this.abort?.(new Error('client closed the connection'))
   }
 
+  /** Adds the persist-failed header when the journal write this response waited for failed. */
+  private markPersist (headers: string[]): void {
+    const failed = this.profile.persistError
+    if (failed === null) return
+    headers.push(PERSIST_FAILED_HEADER, 'failed')
+    this.deps.log.warn({ req: this.id, host: this.target.authority, profile: this.profile.name, err: failed.message }, 'cookie changes of this response were not persisted')
+  }
+
   onUpgrade (statusCode: number, rawHeaders: Buffer[] | string[] | null, upstream: Duplex): void {
     this.client.off('close', this.onClientClose)
     // undici strips every listener from the socket it hands over.
-    const closeBoth = (): void => { upstream.destroy(); this.client.destroy() }
-    upstream.on('error', closeBoth)
-    this.client.on('error', closeBoth)
+    upstream.on('error', ignore)
     const { headers, setCookies } = buildResponseHeaders(toBuffers(rawHeaders), this.deps.via.entry)
     this.rewrite?.(headers)
     headers.push('connection', 'Upgrade', 'upgrade', 'websocket')
-    const finish = (): void => {
+    const changed = setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.id)
+    const finish = (waited: boolean): void => {
       if (this.client.destroyed) { upstream.destroy(); return }
       this.done = true
+      if (waited) this.markPersist(headers)
       this.client.write(serializeHead(statusCode, 'Switching Protocols', headers))
       if (this.head.length > 0) upstream.write(this.head)
-      upstream.pipe(this.client)
-      this.client.pipe(upstream)
-      upstream.once('close', () => this.client.destroy())
+      joinSockets(this.client, upstream, this.limits.maxClientBufferBytes)
+      this.limits.onWebSocket?.(this.client, upstream)
       this.client.once('close', () => {
-        upstream.destroy()
-        this.deps.log.info({ req: `ws${this.id}`, host: this.target.authority, profile: this.profile.name, ms: this.ms() }, 'websocket closed')
+        this.deps.log.info({ req: this.id, host: this.target.authority, profile: this.profile.name, ms: this.ms() }, 'websocket closed')
       })
-      this.deps.log.info({ req: `ws${this.id}`, method: 'GET', host: this.target.authority, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'proxied')
+      this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'proxied')
     }
-    const changed = setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.id)
     // As for plain responses: the client sees the 101 only once the cookie
     // changes it carries are in the journal.
-    if (changed && this.profile.pendingWrite !== null) this.profile.pendingWrite.then(finish, finish)
-    else finish()
+    const pending = changed ? this.profile.pendingWrite : null
+    if (pending !== null) pending.then(() => finish(true), () => finish(true))
+    else finish(false)
   }
 
   // A refusal (401, 403, a redirect to a login page) is an ordinary
   // response: relay it, with its cookies captured, and close.
-  onHeaders (statusCode: number, rawHeaders: Buffer[], _resume: () => void, statusText: string): boolean {
+  onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) return true
     this.relaying = true
+    this.resume = resume
     const { headers, setCookies } = buildResponseHeaders(rawHeaders, this.deps.via.entry)
     this.rewrite?.(headers)
-    if (setCookies !== null) this.profile.capture(setCookies, this.target.cookieUrl, this.id)
+    const changed = setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.id)
     // The body is written as it arrives and delimited by closing the
     // connection, so any framing header of the upstream's is dropped.
     const kept: string[] = []
@@ -166,20 +169,61 @@ class UpgradeHandler {
       if (lower !== 'content-length' && lower !== 'transfer-encoding') kept.push(headers[i]!, headers[i + 1]!)
     }
     kept.push('connection', 'close')
-    this.client.write(serializeHead(statusCode, statusText || 'Upgrade Refused', kept))
-    this.deps.log.info({ req: `ws${this.id}`, method: 'GET', host: this.target.authority, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'upgrade refused by upstream')
-    return true
+    const writeHead = (waited: boolean): void => {
+      if (waited) this.markPersist(kept)
+      this.client.write(serializeHead(statusCode, statusText || 'Upgrade Refused', kept))
+      this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'upgrade refused by upstream')
+    }
+    const pending = changed ? this.profile.pendingWrite : null
+    if (pending === null) {
+      writeHead(false)
+      return true
+    }
+    // Held like the 101: relayed once its cookie changes are in the journal.
+    this.held = []
+    pending.then(() => {
+      const held = this.held ?? []
+      this.held = null
+      if (this.client.destroyed) return
+      writeHead(true)
+      for (const chunk of held) this.write(chunk)
+      if (this.done) this.client.end()
+      else resume()
+    }, ignore)
+    return false
   }
 
   onData (chunk: Buffer): boolean {
-    this.client.write(chunk)
-    return true
+    if (this.held !== null) { this.held.push(chunk); return false }
+    return this.write(chunk)
+  }
+
+  /**
+   * Writes towards a client with backpressure: the upstream is paused while
+   * the client's buffer is full and resumed on 'drain'; a client whose queue
+   * grows past maxClientBufferBytes anyway is cut, with the upstream request.
+   */
+  private write (chunk: Buffer): boolean {
+    if (this.client.destroyed) return false
+    if (this.client.write(chunk)) return true
+    if (this.client.writableLength > this.limits.maxClientBufferBytes) {
+      this.done = true
+      this.abort?.(new Error('client does not read'))
+      this.client.destroy()
+      return false
+    }
+    const resume = this.resume
+    if (resume !== null && !this.waitingDrain) {
+      this.waitingDrain = true
+      this.client.once('drain', () => { this.waitingDrain = false; resume() })
+    }
+    return false
   }
 
   onComplete (): void {
     this.done = true
     this.client.off('close', this.onClientClose)
-    this.client.end()
+    if (this.held === null) this.client.end()
   }
 
   onError (err: Error): void {
@@ -188,8 +232,8 @@ class UpgradeHandler {
     this.client.off('close', this.onClientClose)
     const mapped = mapUpstreamError(err, this.target.authority)
     if (this.relaying) this.client.destroy()
-    else writeRawError(this.client, mapped)
-    this.deps.log.info({ req: `ws${this.id}`, method: 'GET', host: this.target.authority, status: mapped.statusCode, ms: this.ms(), profile: this.profile.name, error: mapped.code, detail: mapped.message, websocket: true }, 'proxy error')
+    else sendRawError(this.client, mapped)
+    this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, status: mapped.statusCode, ms: this.ms(), profile: this.profile.name, error: mapped.code, detail: mapped.message, websocket: true }, 'proxy error')
   }
 
   private ms (): number {

@@ -8,6 +8,7 @@ import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { GUARD_MESSAGE } from '../../src/process-guard.js'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const CLI = join(ROOT, 'dist', 'cli.js')
@@ -31,8 +32,19 @@ export interface StartOptions {
   dataDir?: string
   /** null: pass no --log-level flag. */
   logLevel?: string | null
-  /** A command that runs node, e.g. ['setpriv', '--reuid', 'nobody', ...] (it must exec, keeping the pid). */
+  /** The test provokes the process guard itself: stop() does not fail on it. */
+  allowGuard?: boolean
+  /** Wraps the command (e.g. ['prlimit', '--nofile=256:256', '--']); the proxy's pid is then the wrapper's. */
   wrap?: string[]
+}
+
+/**
+ * Throws when the proxy's process guard caught an uncaught error: the guard
+ * keeps the proxy serving, so without this a crash bug would pass unnoticed.
+ */
+export function assertNoGuard (proxy: Pick<ProxyProcess, 'output'>): void {
+  const hit = proxy.output.find((line) => line.includes(GUARD_MESSAGE))
+  if (hit !== undefined) throw new Error(`the proxy's process guard caught an uncaught error (a bug):\n${hit}`)
 }
 
 export function tempDir (prefix = 'sp-test-'): string {
@@ -47,9 +59,9 @@ export async function startProxy (opts: StartOptions = {}): Promise<ProxyProcess
     writeFileSync(file, JSON.stringify(opts.config))
     args.push('--config', file)
   }
-  const [command, ...prefix] = opts.wrap ?? [process.execPath]
-  if (opts.wrap !== undefined) args.unshift(process.execPath)
-  const proc = spawn(command!, [...prefix, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const cmd = opts.wrap === undefined ? process.execPath : opts.wrap[0]!
+  const cmdArgs = opts.wrap === undefined ? args : [...opts.wrap.slice(1), process.execPath, ...args]
+  const proc = spawn(cmd, cmdArgs, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const output: string[] = []
   const url = await new Promise<string>((resolve, reject) => {
     let buf = ''
@@ -78,7 +90,9 @@ export async function startProxy (opts: StartOptions = {}): Promise<ProxyProcess
     output,
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM')
-      return await exited
+      const code = await exited
+      if (opts.allowGuard !== true) assertNoGuard({ output })
+      return code
     },
     kill9: async () => {
       proc.kill('SIGKILL')
