@@ -43,9 +43,10 @@ export function parseDockerfile (text: string): Instruction[] {
     let line = lines[i]
     if (/^\s*(#|$)/.test(line)) continue
     while (/\\\s*$/.test(line) && i + 1 < lines.length) {
-      line = line.replace(/\\\s*$/, '')
+      line = line.replace(/\\\s*$/, '').trimEnd()
       i++
-      if (/^\s*#/.test(lines[i])) continue
+      // Comment lines inside a continued instruction are dropped, as Docker does.
+      while (i + 1 < lines.length && /^\s*#/.test(lines[i])) i++
       line += ' ' + lines[i].trim()
     }
     const m = /^\s*([A-Za-z]+)\s*(.*)$/.exec(line)

@@ -12,7 +12,13 @@ import { containerEnv, parseDockerfile, parseEnv, replayDockerfile, runShell, ty
 import { NOBODY, NPM_QUIET_ENV, cloneRepo, parseDockerRun, pathWithThisNode, readmeSection, shellLines, startUntilListening, type Started } from '../helpers/packaging.js'
 import { curl, startUpstream, tempDir } from '../helpers/proxy.js'
 
-const asNobody = (cmd: string[]): string[] => ['setpriv', `--reuid=${NOBODY.uid}`, `--regid=${NOBODY.gid}`, '--clear-groups', '--', ...cmd]
+/**
+ * As the unprivileged user. tap's process tracking adds NODE_OPTIONS hooks to
+ * every child, and they would write into the root-owned .tap/ directory: a
+ * container has no such hooks, so they are removed (coverage of these
+ * processes comes from the other tests).
+ */
+const asNobody = (cmd: string[]): string[] => ['setpriv', `--reuid=${NOBODY.uid}`, `--regid=${NOBODY.gid}`, '--clear-groups', '--', 'env', '-u', 'NODE_OPTIONS', '-u', 'NODE_V8_COVERAGE', ...cmd]
 
 /** The container's command with the host's node standing in for the image's. */
 function hostCommand (cmd: string[]): string[] {
