@@ -22,7 +22,7 @@ t.test('a fresh clone installs with the README\'s command and proxies', async (t
   t.equal(parts.length, 2, `install && start: ${quickStart}`)
   const env = { ...process.env, ...NPM_QUIET_ENV, PATH: pathWithThisNode() }
   const started = Date.now()
-  const install = await run('sh', ['-c', parts[0]], { env, timeoutMs: 150_000 })
+  const install = await run('sh', ['-c', `cd "${repo}" && ${parts[0]}`], { env, timeoutMs: 150_000 })
   t.equal(install.code, 0, `${parts[0]}: ${install.stderr.slice(-2000)}`)
   t.comment(`${parts[0]} took ${Math.round((Date.now() - started) / 1000)} s on node ${process.version}`)
   t.ok(existsSync(join(repo, 'dist', 'cli.js')), 'the install built the proxy')
