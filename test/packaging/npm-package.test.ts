@@ -63,7 +63,12 @@ t.test(`npm pack, install --omit=dev on node ${process.version}, run session-pro
   const installOutput = install.stdout.toString('utf8') + install.stderr
   t.equal(install.code, 0, installOutput)
   t.notMatch(installOutput, /EBADENGINE/, `no engine warning on node ${process.version}`)
-  t.notMatch(installOutput, /npm warn/i, `no npm warning at all: ${installOutput.slice(0, 500)}`)
+  // npm 11 lists a `prepare` script of a package installed from a file (not
+  // the registry) as not covered by allowScripts; it does not run it, and a
+  // registry install does not list it. Every other warning counts.
+  const warnings = installOutput.split('\n').filter((l) => /^npm warn/i.test(l))
+    .filter((l) => !/^npm warn install-scripts(\s*$|\s+1 package has install scripts|\s+session-proxy@[^ ]+ \(prepare: npm run build\)$|\s+Run `npm install-scripts)/.test(l))
+  t.same(warnings, [], 'no other npm warning')
 
   const semver = createRequire(join(app, 'package.json'))('semver') as { satisfies: (v: string, range: string) => boolean }
   const packages = installedPackages(join(app, 'node_modules'))
