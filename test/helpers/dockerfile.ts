@@ -138,6 +138,7 @@ export async function replayDockerfile (text: string, opts: ReplayOptions): Prom
       log(`stage ${stages.length - 1}: FROM ${m[1]} (the host's node stands in for the base image's)`)
       continue
     }
+    if (current === undefined && ins.op === 'ARG') continue // build arguments may precede FROM
     if (current === undefined) throw new Error(`${where}: before any FROM`)
     const stage = current
     switch (ins.op) {

@@ -46,6 +46,39 @@ t.test('the replay parses what Docker parses', async (t) => {
   t.same(parseEnv('LEGACY some value'), { LEGACY: 'some value' })
 })
 
+t.test('the replay follows Docker\'s COPY, CMD and HEALTHCHECK rules', async (t) => {
+  const root = tempDir('sp-docker-small-')
+  t.teardown(() => rmSync(root, { recursive: true, force: true }))
+  const context = join(root, 'context')
+  mkdirSync(join(context, 'dir', 'sub'), { recursive: true })
+  writeFileSync(join(context, 'a.txt'), 'a')
+  writeFileSync(join(context, 'b.txt'), 'b')
+  writeFileSync(join(context, 'dir', 'sub', 'c.txt'), 'c')
+  const stages = await replayDockerfile([
+    'ARG V=1', 'FROM base AS one', 'LABEL x=y', 'WORKDIR /w', 'COPY a.txt b.txt out/', 'COPY dir ./tree', 'COPY ["a.txt", "renamed.txt"]', 'RUN cat renamed.txt tree/sub/c.txt > both',
+    'FROM base', 'WORKDIR /app', 'COPY --from=0 /w/both ./', 'COPY --from=one --chown=node:node /w/out ./owned', 'ENV LEGACY some value', 'VOLUME ["/v1", "/v2"]', 'EXPOSE 1 2', 'STOPSIGNAL SIGINT',
+    'HEALTHCHECK NONE', 'ENTRYPOINT ["run"]', 'CMD echo hi'
+  ].join('\n'), { context, root, ...NOBODY })
+  const [one, two] = stages
+  t.equal(readFileSync(join(one.dir, 'w', 'out', 'b.txt'), 'utf8'), 'b', 'several sources go into a directory')
+  t.equal(readFileSync(join(one.dir, 'w', 'tree', 'sub', 'c.txt'), 'utf8'), 'c', 'a directory\'s contents are copied')
+  t.equal(readFileSync(join(two.dir, 'app', 'both'), 'utf8'), 'ac', 'RUN ran in WORKDIR; COPY --from by index')
+  t.equal(statSync(join(two.dir, 'app', 'owned', 'a.txt')).uid, NOBODY.uid, '--chown maps to the unprivileged user')
+  t.same(two.volumes, ['/v1', '/v2'])
+  t.same(two.expose, ['1', '2'])
+  t.equal(two.stopSignal, 'SIGINT')
+  t.equal(two.healthcheck, null)
+  t.same([...two.entrypoint, ...two.cmd], ['run', '/bin/sh', '-c', 'echo hi'])
+  t.same(containerEnv({ ...two, env: { A: '/data', B: 'x', C: 'LEGACY' } }), { A: join(two.dir, 'data'), B: 'x', C: 'LEGACY' }, 'container paths in ENV map into the stage')
+  await t.rejects(replayDockerfile('FROM a AS x\nFROM x\n', { context, root: join(root, 'r2'), ...NOBODY }), /FROM an earlier stage/)
+  await t.rejects(replayDockerfile('# nothing\n', { context, root, ...NOBODY }), /no FROM/)
+  await t.rejects(replayDockerfile('FROM a\nCOPY ../x ./\n', { context, root: join(root, 'r3'), ...NOBODY }), /outside the context/)
+  await t.rejects(replayDockerfile('FROM a\nCOPY onlyone\n', { context, root: join(root, 'r4'), ...NOBODY }), /needs a source and a destination/)
+  await t.rejects(replayDockerfile('FROM a\nHEALTHCHECK --interval=1s curl x\n', { context, root: join(root, 'r5'), ...NOBODY }), /expected HEALTHCHECK/)
+  await t.rejects(replayDockerfile('FROM a b c\n', { context, root: join(root, 'r6'), ...NOBODY }), /cannot parse/)
+  t.throws(() => parseDockerfile('FROM a\n!!\n'), /line 2: cannot parse/)
+})
+
 t.test('a Dockerfile that cannot build fails the replay', async (t) => {
   const root = tempDir('sp-docker-bad-')
   t.teardown(() => rmSync(root, { recursive: true, force: true }))
