@@ -210,7 +210,8 @@ export async function replayDockerfile (text: string, opts: ReplayOptions): Prom
         }
         const cwd = join(stage.dir, stage.workdir)
         log(`stage ${stages.length - 1}: RUN ${ins.args}`)
-        const r = await runShell(commandOf(ins.args), cwd, { ...process.env, ...opts.runEnv, ...stage.env })
+        // Without tap's NODE_OPTIONS hooks and coverage (see untracked() in packaging.ts): a build has neither.
+        const r = await runShell(['env', '-u', 'NODE_OPTIONS', '-u', 'NODE_V8_COVERAGE', ...commandOf(ins.args)], cwd, { ...process.env, ...opts.runEnv, ...stage.env })
         if (r.code !== 0) throw new Error(`${where}: exited with ${r.code}:\n${r.output.slice(-4000)}`)
         break
       }

@@ -16,6 +16,17 @@ export function pathWithThisNode (): string {
   return `${dirname(process.execPath)}:${process.env.PATH ?? '/usr/bin:/bin'}`
 }
 
+/**
+ * A command without tap's per-process hooks and coverage: tap adds
+ * NODE_OPTIONS (its loaders) to every child and NODE_V8_COVERAGE is
+ * inherited, which would slow npm and tsc down and collect coverage of files
+ * outside this checkout. Used for the tools and for code run from a clone or
+ * an installed package.
+ */
+export function untracked (cmd: string[]): string[] {
+  return ['env', '-u', 'NODE_OPTIONS', '-u', 'NODE_V8_COVERAGE', ...cmd]
+}
+
 /** npm settings that keep repeated installs off the network where the cache has the packages. */
 export const NPM_QUIET_ENV: NodeJS.ProcessEnv = {
   npm_config_prefer_offline: 'true',

@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { NPM_QUIET_ENV, cloneRepo, pathWithThisNode, readmeSection, shellLines, startUntilListening } from '../helpers/packaging.js'
+import { NPM_QUIET_ENV, cloneRepo, pathWithThisNode, readmeSection, shellLines, startUntilListening, untracked } from '../helpers/packaging.js'
 import { curl, run, startUpstream, tempDir } from '../helpers/proxy.js'
 
 t.test('a fresh clone installs with the README\'s command and proxies', async (t) => {
@@ -22,7 +22,8 @@ t.test('a fresh clone installs with the README\'s command and proxies', async (t
   t.equal(parts.length, 2, `install && start: ${quickStart}`)
   const env = { ...process.env, ...NPM_QUIET_ENV, PATH: pathWithThisNode() }
   const started = Date.now()
-  const install = await run('sh', ['-c', `cd "${repo}" && ${parts[0]}`], { env, timeoutMs: 150_000 })
+  const [cmd, ...args] = untracked(['sh', '-c', `cd "${repo}" && ${parts[0]}`])
+  const install = await run(cmd, args, { env, timeoutMs: 150_000 })
   t.equal(install.code, 0, `${parts[0]}: ${install.stderr.slice(-2000)}`)
   t.comment(`${parts[0]} took ${Math.round((Date.now() - started) / 1000)} s on node ${process.version}`)
   t.ok(existsSync(join(repo, 'dist', 'cli.js')), 'the install built the proxy')
@@ -34,7 +35,7 @@ t.test('a fresh clone installs with the README\'s command and proxies', async (t
   t.teardown(() => upstream.close())
   const dataDir = join(root, 'data')
   // npm start runs node as its child: the whole process group gets the signal.
-  const proxy = await startUntilListening(['sh', '-c', `${parts[1]} -- --port 0 --data-dir ${dataDir}`], { cwd: repo, env, detached: true })
+  const proxy = await startUntilListening(untracked(['sh', '-c', `${parts[1]} -- --port 0 --data-dir ${dataDir}`]), { cwd: repo, env, detached: true })
   t.teardown(() => proxy.stop('SIGKILL'))
   await curl(['-x', proxy.url, `${upstream.origin}/login`])
   const r = await curl(['-x', proxy.url, `${upstream.origin}/account`])

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync,
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import t from 'tap'
-import { NPM_QUIET_ENV, cloneRepo, pathWithThisNode, startUntilListening } from '../helpers/packaging.js'
+import { NPM_QUIET_ENV, cloneRepo, pathWithThisNode, startUntilListening, untracked } from '../helpers/packaging.js'
 import { ROOT, curl, run, startUpstream, tempDir } from '../helpers/proxy.js'
 
 /** The first release of each supported line that the package promises (README "Node versions"). */
@@ -37,10 +37,11 @@ t.test(`npm pack, install --omit=dev on node ${process.version}, run session-pro
   // The build needs the dev dependencies (tsc); the checkout's own are borrowed.
   symlinkSync(realpathSync(join(ROOT, 'node_modules')), join(repo, 'node_modules'))
   const env = { ...process.env, ...NPM_QUIET_ENV, PATH: pathWithThisNode() }
-  const build = await run('sh', ['-c', `cd "${repo}" && npm run build`], { env, timeoutMs: 120_000 })
+  const sh = async (script: string): ReturnType<typeof run> => await run('env', untracked(['sh', '-c', script]).slice(1), { env, timeoutMs: 120_000 })
+  const build = await sh(`cd "${repo}" && npm run build`)
   t.equal(build.code, 0, build.stderr)
 
-  const pack = await run('sh', ['-c', `cd "${repo}" && npm pack --ignore-scripts --json --pack-destination "${root}"`], { env })
+  const pack = await sh(`cd "${repo}" && npm pack --ignore-scripts --json --pack-destination "${root}"`)
   t.equal(pack.code, 0, pack.stderr)
   const [packed] = JSON.parse(pack.stdout.toString('utf8')) as PackResult[]
   const files = packed.files.map((f) => f.path)
@@ -59,7 +60,7 @@ t.test(`npm pack, install --omit=dev on node ${process.version}, run session-pro
   const app = join(root, 'app')
   mkdirSync(app)
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
-  const install = await run('sh', ['-c', `cd "${app}" && npm install --omit=dev "${join(root, packed.filename)}"`], { env, timeoutMs: 120_000 })
+  const install = await sh(`cd "${app}" && npm install --omit=dev "${join(root, packed.filename)}"`)
   const installOutput = install.stdout.toString('utf8') + install.stderr
   t.equal(install.code, 0, installOutput)
   t.notMatch(installOutput, /EBADENGINE/, `no engine warning on node ${process.version}`)
@@ -91,7 +92,7 @@ t.test(`npm pack, install --omit=dev on node ${process.version}, run session-pro
     res.end(`cookie=${req.headers.cookie ?? 'none'}`)
   })
   t.teardown(() => upstream.close())
-  const proxy = await startUntilListening([join(app, 'node_modules', '.bin', 'session-proxy'), '--port', '0', '--data-dir', join(root, 'data')], { cwd: app, env })
+  const proxy = await startUntilListening(untracked([join(app, 'node_modules', '.bin', 'session-proxy'), '--port', '0', '--data-dir', join(root, 'data')]), { cwd: app, env })
   t.teardown(() => proxy.stop('SIGKILL'))
   await curl(['-x', proxy.url, `${upstream.origin}/login`])
   const r = await curl(['-x', proxy.url, `${upstream.origin}/orders`])
