@@ -237,6 +237,18 @@ function nest (key: string[], value: unknown): PlainObject {
 }
 
 /**
+ * Kubernetes gives every pod variables for each Service in its namespace
+ * (enableServiceLinks): a Service named session-proxy brings
+ * SESSION_PROXY_SERVICE_HOST, SESSION_PROXY_PORT=tcp://10.0.0.7:8080,
+ * SESSION_PROXY_PORT_8080_TCP_ADDR and the like. They are not settings.
+ */
+function isServiceLink (name: string, value: string): boolean {
+  if (/^SESSION_PROXY_SERVICE_(HOST|PORT)(_[A-Z0-9_]+)?$/.test(name)) return true
+  if (/^SESSION_PROXY_PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?$/.test(name)) return true
+  return name === 'SESSION_PROXY_PORT' && /^(tcp|udp|sctp):\/\//.test(value)
+}
+
+/**
  * Overrides from SESSION_PROXY_* environment variables (docs/environment.md).
  * SESSION_PROXY_CONFIG_JSON first, then sections, then single keys, so the
  * most specific variable wins. Each variable is validated on its own, so an
@@ -247,7 +259,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv): PlainObject {
   const known = new Map(ENV_VARIABLES.map((v) => [v.name, v]))
   for (const name of Object.keys(env)) {
     if (!name.startsWith(ENV_PREFIX) || known.has(name) || name === CONFIG_ENV || name === CONFIG_JSON_ENV) continue
-    if (env[name] === undefined || env[name] === '') continue
+    if (env[name] === undefined || env[name] === '' || isServiceLink(name, env[name])) continue
     throw new ConfigError(`${name}: unknown environment variable (every SESSION_PROXY_* variable is a config key; see docs/environment.md)`)
   }
   let out: PlainObject = {}
@@ -261,7 +273,7 @@ export function configFromEnv (env: NodeJS.ProcessEnv): PlainObject {
   const byDepth = [...ENV_VARIABLES].sort((a, b) => a.key.length - b.key.length)
   for (const v of byDepth) {
     const raw = env[v.name]
-    if (raw === undefined || raw === '') continue
+    if (raw === undefined || raw === '' || isServiceLink(v.name, raw)) continue
     const part = nest(v.key, parseEnvValue(v, raw))
     validate(part, `environment variable ${v.name}`)
     out = mergeConfig(out, part)

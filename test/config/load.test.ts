@@ -72,6 +72,21 @@ t.test('flags still win over the environment; empty means unset', async (t) => {
   t.equal(config.logLevel, 'info')
 })
 
+t.test('Kubernetes service-link variables of a Service named session-proxy are not settings', async (t) => {
+  const links = {
+    SESSION_PROXY_SERVICE_HOST: '10.0.0.7',
+    SESSION_PROXY_SERVICE_PORT: '8080',
+    SESSION_PROXY_SERVICE_PORT_HTTP: '8080',
+    SESSION_PROXY_PORT: 'tcp://10.0.0.7:8080',
+    SESSION_PROXY_PORT_8080_TCP: 'tcp://10.0.0.7:8080',
+    SESSION_PROXY_PORT_8080_TCP_PROTO: 'tcp',
+    SESSION_PROXY_PORT_8080_TCP_PORT: '8080',
+    SESSION_PROXY_PORT_8080_TCP_ADDR: '10.0.0.7'
+  }
+  t.same(configFromEnv(links), {})
+  t.equal(loadConfig({ env: { ...base, ...links } }).config.port, 8080, 'the default port stays')
+})
+
 t.test('every error names the variable', async (t) => {
   const cases: Array<[Record<string, string>, RegExp]> = [
     [{ SESSION_PROXY_PORT: 'eighty' }, /SESSION_PROXY_PORT: "eighty" is not a port number/],
