@@ -9,6 +9,10 @@ import t from 'tap'
 import { NPM_QUIET_ENV, cloneRepo, pathWithThisNode, readmeSection, shellLines, startUntilListening, untracked } from '../helpers/packaging.js'
 import { curl, run, startUpstream, tempDir } from '../helpers/proxy.js'
 
+// npm ci with the dev dependencies dominates: about a minute on a quiet
+// 2-core machine, several when it is shared. A limit, not a measurement.
+t.setTimeout(420_000)
+
 t.test('a fresh clone installs with the README\'s command and proxies', async (t) => {
   const root = tempDir('sp-clone-')
   t.teardown(() => rmSync(root, { recursive: true, force: true }))
@@ -23,7 +27,7 @@ t.test('a fresh clone installs with the README\'s command and proxies', async (t
   const env = { ...process.env, ...NPM_QUIET_ENV, PATH: pathWithThisNode() }
   const started = Date.now()
   const [cmd, ...args] = untracked(['sh', '-c', `cd "${repo}" && ${parts[0]}`])
-  const install = await run(cmd, args, { env, timeoutMs: 150_000 })
+  const install = await run(cmd, args, { env, timeoutMs: 360_000 })
   t.equal(install.code, 0, `${parts[0]}: ${install.stderr.slice(-2000)}`)
   t.comment(`${parts[0]} took ${Math.round((Date.now() - started) / 1000)} s on node ${process.version}`)
   t.ok(existsSync(join(repo, 'dist', 'cli.js')), 'the install built the proxy')

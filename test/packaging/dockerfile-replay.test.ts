@@ -39,6 +39,10 @@ async function healthcheck (image: Stage, env: Record<string, string>): Promise<
   return await runShell(asNobody(hostCommand(image.healthcheck!)), join(image.dir, image.workdir), envOf(image, env))
 }
 
+// npm ci with the dev dependencies dominates: about a minute on a quiet
+// 2-core machine, several when it is shared. A limit, not a measurement.
+t.setTimeout(420_000)
+
 t.test('the replay parses what Docker parses', async (t) => {
   const ins = parseDockerfile('# c\nFROM a AS b\nRUN one \\\n  # inner comment\n  two\nENV A=1 \\\n    B="x y"\n')
   t.same(ins.map((i) => [i.op, i.args]), [['FROM', 'a AS b'], ['RUN', 'one two'], ['ENV', 'A=1 B="x y"']])

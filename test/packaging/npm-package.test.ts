@@ -30,6 +30,10 @@ function installedPackages (dir: string, out: Array<{ name: string, version: str
   return out
 }
 
+// npm ci with the dev dependencies dominates: about a minute on a quiet
+// 2-core machine, several when it is shared. A limit, not a measurement.
+t.setTimeout(420_000)
+
 t.test(`npm pack, install --omit=dev on node ${process.version}, run session-proxy`, async (t) => {
   const root = tempDir('sp-pack-')
   t.teardown(() => rmSync(root, { recursive: true, force: true }))
@@ -37,7 +41,7 @@ t.test(`npm pack, install --omit=dev on node ${process.version}, run session-pro
   // The build needs the dev dependencies (tsc); the checkout's own are borrowed.
   symlinkSync(realpathSync(join(ROOT, 'node_modules')), join(repo, 'node_modules'))
   const env = { ...process.env, ...NPM_QUIET_ENV, PATH: pathWithThisNode() }
-  const sh = async (script: string): ReturnType<typeof run> => await run('env', untracked(['sh', '-c', script]).slice(1), { env, timeoutMs: 120_000 })
+  const sh = async (script: string): ReturnType<typeof run> => await run('env', untracked(['sh', '-c', script]).slice(1), { env, timeoutMs: 360_000 })
   const build = await sh(`cd "${repo}" && npm run build`)
   t.equal(build.code, 0, build.stderr)
 
