@@ -17,7 +17,7 @@ t.test('every config key, sections included, has one SESSION_PROXY_* variable', 
   t.equal(envNameOf(['limits', 'maxHeaderBytes']), 'SESSION_PROXY_LIMITS_MAX_HEADER_BYTES')
   t.equal(envNameOf(['allowClients']), 'SESSION_PROXY_ALLOW_CLIENTS')
   const doc = readFileSync(`${ROOT}/docs/environment.md`, 'utf8')
-  for (const name of [...names, CONFIG_JSON_ENV]) t.ok(doc.includes(`\`${name}\``), `docs/environment.md documents ${name}`)
+  for (const name of [...names, CONFIG_JSON_ENV]) t.ok(doc.includes(`\`${name}\``), `docs/environment.md documents ${name} (a new config key needs its row there)`)
 })
 
 t.test('scalars, lists, booleans, secrets and JSON structures', async (t) => {
