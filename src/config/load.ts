@@ -126,29 +126,157 @@ function readDefaults (): PlainObject {
   return structuredClone(parsed) as PlainObject
 }
 
-const ENV_KEYS = {
-  SESSION_PROXY_HOST: 'host',
-  SESSION_PROXY_PORT: 'port',
-  SESSION_PROXY_DATA_DIR: 'dataDir',
-  SESSION_PROXY_LOG_LEVEL: 'logLevel',
-  SESSION_PROXY_CONNECT_TO: 'connectTo',
-  SESSION_PROXY_REVERSE: 'reverse',
-  SESSION_PROXY_UPSTREAM_PROXY: 'upstream.proxy',
-  SESSION_PROXY_UPSTREAM_CA: 'upstream.ca'
-} as const
-
 export const CONFIG_ENV = 'SESSION_PROXY_CONFIG'
+/** A whole (partial) configuration as JSON, merged over the file and under the single variables. */
+export const CONFIG_JSON_ENV = 'SESSION_PROXY_CONFIG_JSON'
+const ENV_PREFIX = 'SESSION_PROXY_'
 
-/** Overrides from SESSION_PROXY_* environment variables. */
+/**
+ * How a variable's text becomes a value: scalars as they are, lists
+ * comma-separated (or a JSON array), a secret as its inline value (or a JSON
+ * {"env": ...} / {"file": ...} reference), everything structured as JSON.
+ */
+export type EnvKind = 'string' | 'integer' | 'boolean' | 'list' | 'integer-list' | 'secret' | 'json'
+
+export interface EnvVariable {
+  name: string
+  /** The config key path, e.g. ['limits', 'maxHeaderBytes']. */
+  key: string[]
+  kind: EnvKind
+  /** The literal `null` sets the key to null. */
+  nullable: boolean
+}
+
+interface SchemaNode {
+  type?: string
+  nullable?: boolean
+  properties?: Record<string, SchemaNode>
+  items?: SchemaNode
+}
+
+/** `limits.maxHeaderBytes` is SESSION_PROXY_LIMITS_MAX_HEADER_BYTES. */
+export function envNameOf (key: string[]): string {
+  return ENV_PREFIX + key.map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')
+}
+
+function isSecretRefNode (node: SchemaNode): boolean {
+  const props = Object.keys(node.properties ?? {}).sort().join(',')
+  return node.type === 'object' && props === 'env,file,value'
+}
+
+function kindOf (node: SchemaNode): EnvKind {
+  if (isSecretRefNode(node)) return 'secret'
+  if (node.type === 'string') return 'string'
+  if (node.type === 'integer') return 'integer'
+  if (node.type === 'boolean') return 'boolean'
+  if (node.type === 'array' && node.items?.type === 'string') return 'list'
+  if (node.type === 'array' && node.items?.type === 'integer') return 'integer-list'
+  return 'json'
+}
+
+/** Every key of the schema, sections included (a section's variable takes JSON). */
+function envVariablesOf (props: Record<string, SchemaNode>, path: string[], out: EnvVariable[]): EnvVariable[] {
+  for (const [name, node] of Object.entries(props)) {
+    const key = [...path, name]
+    const nullable = node.nullable === true
+    if (node.type === 'object' && node.properties !== undefined && !isSecretRefNode(node)) {
+      out.push({ name: envNameOf(key), key, kind: 'json', nullable })
+      envVariablesOf(node.properties, key, out)
+    } else {
+      out.push({ name: envNameOf(key), key, kind: kindOf(node), nullable })
+    }
+  }
+  return out
+}
+
+/** Derived from the schema, so a new config key gets its variable without a second list to keep. */
+export const ENV_VARIABLES: readonly EnvVariable[] = envVariablesOf((configSchema as unknown as SchemaNode).properties ?? {}, [], [])
+
+const BOOLEAN_WORDS: Record<string, boolean> = { true: true, false: false, 1: true, 0: false, yes: true, no: false, on: true, off: false }
+
+function parseJsonVariable (name: string, raw: string): unknown {
+  try {
+    return JSON.parse(raw)
+  } catch (err) {
+    throw new ConfigError(`${name}: is not valid JSON (${(err as Error).message})`, { cause: err })
+  }
+}
+
+function parseInteger (name: string, raw: string): number {
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name}: "${raw}" is not an integer`)
+  return Number(raw.trim())
+}
+
+function parseList (name: string, raw: string): unknown[] {
+  // Text starting with '[' can only parse as an array.
+  if (raw.trim().startsWith('[')) return parseJsonVariable(name, raw) as unknown[]
+  return raw.split(/[\s,]+/).filter(Boolean)
+}
+
+function parseEnvValue (v: EnvVariable, raw: string): unknown {
+  if (v.nullable && raw.trim() === 'null') return null
+  switch (v.kind) {
+    case 'string': return raw
+    case 'integer': return v.name === 'SESSION_PROXY_PORT' ? parsePort(raw.trim(), v.name) : parseInteger(v.name, raw)
+    case 'boolean': {
+      const value = BOOLEAN_WORDS[raw.trim().toLowerCase()]
+      if (value === undefined) throw new ConfigError(`${v.name}: "${raw}" is not a boolean (true or false)`)
+      return value
+    }
+    case 'list': return parseList(v.name, raw)
+    case 'integer-list': return parseList(v.name, raw).map((item) => typeof item === 'string' ? parseInteger(v.name, item) : item)
+    case 'secret': return raw.trim().startsWith('{') ? parseJsonVariable(v.name, raw) : { value: raw }
+    case 'json': return parseJsonVariable(v.name, raw)
+  }
+}
+
+function nest (key: string[], value: unknown): PlainObject {
+  let out: unknown = value
+  for (let i = key.length - 1; i >= 0; i--) out = { [key[i]]: out }
+  return out as PlainObject
+}
+
+/**
+ * Kubernetes gives every pod variables for each Service in its namespace
+ * (enableServiceLinks): a Service named session-proxy brings
+ * SESSION_PROXY_SERVICE_HOST, SESSION_PROXY_PORT=tcp://10.0.0.7:8080,
+ * SESSION_PROXY_PORT_8080_TCP_ADDR and the like. They are not settings.
+ */
+function isServiceLink (name: string, value: string): boolean {
+  if (/^SESSION_PROXY_SERVICE_(HOST|PORT)(_[A-Z0-9_]+)?$/.test(name)) return true
+  if (/^SESSION_PROXY_PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?$/.test(name)) return true
+  return name === 'SESSION_PROXY_PORT' && /^(tcp|udp|sctp):\/\//.test(value)
+}
+
+/**
+ * Overrides from SESSION_PROXY_* environment variables (docs/environment.md).
+ * SESSION_PROXY_CONFIG_JSON first, then sections, then single keys, so the
+ * most specific variable wins. Each variable is validated on its own, so an
+ * error names it. An unknown SESSION_PROXY_* name is an error: a mistyped
+ * allowlist or token must not be silently ignored. Empty means unset.
+ */
 export function configFromEnv (env: NodeJS.ProcessEnv): PlainObject {
-  const out: PlainObject = {}
-  for (const [name, key] of Object.entries(ENV_KEYS)) {
-    const raw = env[name]
-    if (raw === undefined || raw === '') continue
-    if (key === 'port') out.port = parsePort(raw, name)
-    else if (key === 'connectTo') out.connectTo = raw.split(/[\s,]+/).filter(Boolean)
-    else if (key.startsWith('upstream.')) out.upstream = { ...(out.upstream as PlainObject | undefined), [key.slice(9)]: raw }
-    else out[key] = raw
+  const known = new Map(ENV_VARIABLES.map((v) => [v.name, v]))
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith(ENV_PREFIX) || known.has(name) || name === CONFIG_ENV || name === CONFIG_JSON_ENV) continue
+    if (env[name] === undefined || env[name] === '' || isServiceLink(name, env[name])) continue
+    throw new ConfigError(`${name}: unknown environment variable (every SESSION_PROXY_* variable is a config key; see docs/environment.md)`)
+  }
+  let out: PlainObject = {}
+  const json = env[CONFIG_JSON_ENV]
+  if (json !== undefined && json !== '') {
+    const parsed = parseJsonVariable(CONFIG_JSON_ENV, json)
+    if (!isPlainObject(parsed)) throw new ConfigError(`${CONFIG_JSON_ENV}: the top level must be a JSON object of config keys`)
+    validate(parsed, `environment variable ${CONFIG_JSON_ENV}`)
+    out = parsed
+  }
+  const byDepth = [...ENV_VARIABLES].sort((a, b) => a.key.length - b.key.length)
+  for (const v of byDepth) {
+    const raw = env[v.name]
+    if (raw === undefined || raw === '' || isServiceLink(v.name, raw)) continue
+    const part = nest(v.key, parseEnvValue(v, raw))
+    validate(part, `environment variable ${v.name}`)
+    out = mergeConfig(out, part)
   }
   return out
 }
