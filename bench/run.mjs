@@ -257,6 +257,10 @@ async function main () {
   }
   for (const s of subjects) { delete s.target; delete s.conns }
 
+  if (/^\d+$/.test(process.env.BENCH_VUSERS ?? '')) { // N logged-in virtual users (bench/lib/vusers.mjs)
+    result.vusers = await (await import('./lib/vusers.mjs')).runVusers({ count: Number(process.env.BENCH_VUSERS), tmpRoot, durationS: S.DURATION_S })
+    if (result.vusers.status === 'error') errors.push(`vusers: ${result.vusers.error}`)
+  }
   evaluate(result, { profiles: S.PROFILES, bigProfiles: S.BIG_PROFILES })
   result.finished_at = new Date().toISOString()
   result.machine.loadavg_at_end = os.loadavg().map((x) => round(x, 2))

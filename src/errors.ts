@@ -123,6 +123,7 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorCatalogueEntry>> = {
   SP_LOGIN_STEP_TOO_LARGE: { status: 502, meaning: 'A login step answered with a body over limits.loginMaxBodyBytes; the message names the step.' },
   SP_CSRF_REFRESH_FAILED: { status: 502, meaning: 'Fetching a CSRF token failed or broke the login limits (time, bytes).' },
   SP_SECRET_UNAVAILABLE: { status: 502, meaning: 'A login secret (a file) could not be read when the login ran; the message names its config key, never the value.' },
+  SP_CREDENTIALS_MISSING: { status: 502, meaning: 'The profile matched a block with a credentials file, but the file has no row for it; the message names the profile and the file.' },
   SP_CLIENT_GONE: { status: 0, meaning: 'Internal: the client went away while its request waited (a login, the pool); nothing is sent or replayed.' },
   // Admin API
   SP_ADMIN_AUTH_REQUIRED: { status: 401, meaning: 'The admin API needs the bearer token (admin.token), and it is missing or wrong.' },

@@ -8,6 +8,7 @@ import { autopilotSchema, type AutopilotRule } from './autopilot-schema.js'
 import type { CaptureSettings } from '../observe/capture.js'
 import type { EventsConfig } from '../observe/events.js'
 import type { MetricsConfig } from '../observe/metrics.js'
+import type { CredentialsConfig } from '../session/credentials.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
@@ -45,6 +46,8 @@ export interface ProfileConfig {
   autopilot?: AutopilotRule[]
   /** Traffic capture for the HAR export (off unless enabled). */
   capture?: Partial<CaptureSettings>
+  /** CSV of profile,username,password rows for the autopilot's logins (virtual users). */
+  credentials?: CredentialsConfig
 }
 
 export interface PoolConfig {
@@ -222,6 +225,8 @@ const positiveInt = { type: 'integer', minimum: 1 } as const
 const nonNegativeInt = { type: 'integer', minimum: 0 } as const
 
 export const PROFILE_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
+/** A `profiles:` key: a profile name, or a glob with `*` and `?` (src/session/profile-settings.ts). */
+export const PROFILE_KEY_PATTERN = '^[A-Za-z0-9*?][A-Za-z0-9._*?-]{0,63}$'
 
 // The schema is written out by hand (not derived) so its error messages stay
 // readable; ajv's JSONSchemaType keeps it in step with the Config type.
@@ -365,7 +370,7 @@ export const configSchema = {
     },
     profiles: {
       type: 'object',
-      propertyNames: { pattern: PROFILE_NAME_PATTERN },
+      propertyNames: { pattern: PROFILE_KEY_PATTERN },
       required: [],
       additionalProperties: {
         type: 'object',
@@ -385,6 +390,13 @@ export const configSchema = {
               maxBodyBytes: { type: 'integer', minimum: 0, maximum: 67108864 },
               redact: { type: 'boolean' }
             }
+          },
+          credentials: {
+            type: 'object',
+            nullable: true,
+            additionalProperties: false,
+            required: ['file'],
+            properties: { file: { type: 'string', minLength: 1 } }
           }
         }
       }

@@ -25,6 +25,7 @@ import { changeToRecord, snapshotOf, type CookieJarStore, type LoadProblem } fro
 import type { Journal } from './journal.js'
 import { HostDefaults } from './host-defaults.js'
 import { ProfileAutopilot } from './autopilot/host-autopilot.js'
+import { matchProfileSettings, resolveProfileSettings } from './profile-settings.js'
 import { SessionJar, type RejectedCookie } from './session-jar.js'
 
 const PROFILE_NAME = new RegExp(PROFILE_NAME_PATTERN)
@@ -133,7 +134,7 @@ export class ProfileRegistry {
     this.sharedDefaults = new HostDefaults(config.hosts, [], 'default')
     for (const [name, p] of Object.entries(config.profiles)) {
       new HostDefaults(config.hosts, p.hosts ?? [], name)
-      if (p.autopilot !== undefined) new ProfileAutopilot(p.autopilot, name, config.limits)
+      if (p.autopilot !== undefined) new ProfileAutopilot(p.autopilot, name, config.limits, p.credentials)
     }
     const idleMs = config.limits.profileIdleUnloadMs
     if (idleMs > 0) {
@@ -171,7 +172,7 @@ export class ProfileRegistry {
       existing.lastUsed = Date.now()
       return existing
     }
-    if (Object.hasOwn(this.config.profiles, name) || this.files.exists(name)) return this.open(name)
+    if (matchProfileSettings(this.config.profiles, name) !== undefined || this.files.exists(name)) return this.open(name)
     return undefined
   }
 
@@ -268,14 +269,14 @@ export class ProfileRegistry {
       existingLines: loaded.lines,
       compactFirst: loaded.problem !== null
     })
-    const settings = Object.hasOwn(this.config.profiles, name) ? this.config.profiles[name] : undefined
+    const { settings, pinned } = resolveProfileSettings(this.config.profiles, name)
     // Profiles without rules of their own share one HostDefaults (and its cache).
     const defaults = settings?.hosts !== undefined && settings.hosts.length > 0 ? new HostDefaults(this.config.hosts, settings.hosts, name) : this.sharedDefaults
     const p = new Profile(name, jar, defaults, journal)
     profile = p
     this.collected.register(p, name)
-    p.pinned = settings !== undefined
-    if (settings?.autopilot !== undefined && settings.autopilot.length > 0) p.autopilot = new ProfileAutopilot(settings.autopilot, name, this.config.limits)
+    p.pinned = pinned
+    if (settings?.autopilot !== undefined && settings.autopilot.length > 0) p.autopilot = new ProfileAutopilot(settings.autopilot, name, this.config.limits, settings.credentials)
     jar.onChange = (change) => {
       // Written through a reference held across an unload: it is the live one again.
       if (this.profiles.get(name) !== p) this.reinstate(p)

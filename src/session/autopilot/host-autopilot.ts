@@ -18,7 +18,8 @@ import type { DefaultHeader } from '../host-defaults.js'
 import { compileHostPattern, type HostPattern } from '../../net/host-pattern.js'
 import { CsrfRules, UNSAFE_METHODS, type CapturedToken } from './csrf.js'
 import { DEFAULT_LOGGED_OUT, LOGIN_REDIRECT, LoggedOutDetector } from './logged-out.js'
-import { LoginFailedError, LoginFlow, type LoginResult } from './login-flow.js'
+import { LoginFailedError, LoginFlow, type CredentialsSource, type LoginResult } from './login-flow.js'
+import { credentialsFile, type CredentialsConfig } from '../credentials.js'
 import { headerValue, unsendableReason, type ResponseView } from './values.js'
 
 const DEFAULT_REPLAY_MAX = 1024 * 1024
@@ -213,7 +214,7 @@ export class HostAutopilot {
   private readonly logins = new Map<string, LoginState>()
   private readonly backoffMs: number
 
-  constructor (rule: AutopilotRule, where: string, limits: AutopilotLimits = DEFAULT_AUTOPILOT_LIMITS) {
+  constructor (rule: AutopilotRule, where: string, limits: AutopilotLimits = DEFAULT_AUTOPILOT_LIMITS, credentials: CredentialsSource | null = null) {
     this.rule = rule
     this.where = where
     this.limits = limits
@@ -224,7 +225,7 @@ export class HostAutopilot {
     if (rule.login !== undefined && this.baseOrigin === null && rule.match.includes('*')) {
       throw new ConfigError(`${where}: match "${rule.match}" can match many hosts, and a login sends the credentials to the host it runs against. Give the rule a baseUrl (the one scheme://host:port to log in at), or match one host`)
     }
-    this.login = rule.login !== undefined ? new LoginFlow(rule.login, `${where}.login`) : null
+    this.login = rule.login !== undefined ? new LoginFlow(rule.login, `${where}.login`, credentials) : null
     const signals = rule.loggedOut ?? (this.login !== null ? loggedOutDefaults(rule) : undefined)
     try {
       this.loggedOut = signals !== undefined ? new LoggedOutDetector(signals) : null
@@ -367,8 +368,14 @@ export class ProfileAutopilot {
   readonly rules: HostAutopilot[]
   private readonly byAuthority = new Map<string, HostAutopilot | null>()
 
-  constructor (rules: AutopilotRule[], profile: string, limits: AutopilotLimits = DEFAULT_AUTOPILOT_LIMITS) {
-    this.rules = rules.map((r, i) => new HostAutopilot(r, `profiles.${profile}.autopilot[${i}]`, limits))
+  /**
+   * `credentials`: the block's credentials file; the logins of `profile` use
+   * its row where a rule sets no username or password (read at start: a bad
+   * file is a config error here).
+   */
+  constructor (rules: AutopilotRule[], profile: string, limits: AutopilotLimits = DEFAULT_AUTOPILOT_LIMITS, credentials?: CredentialsConfig) {
+    const source = credentials !== undefined ? { profile, file: credentialsFile(credentials, `profiles.${profile}.credentials`) } : null
+    this.rules = rules.map((r, i) => new HostAutopilot(r, `profiles.${profile}.autopilot[${i}]`, limits, source))
   }
 
   forHost (authority: string, host: string, port: number): HostAutopilot | null {

@@ -7,6 +7,7 @@ import type { LoginConfig, LoginStep, ValueSource } from '../../config/autopilot
 import type { SecretRef } from '../../config/schema.js'
 import { ConfigError, SessionProxyError } from '../../errors.js'
 import { readSecret } from '../host-defaults.js'
+import type { CredentialsFile } from '../credentials.js'
 import { cookiesFromSetCookie, headerValue, readValue, unsendableReason, type ResponseView } from './values.js'
 
 /**
@@ -31,6 +32,12 @@ export interface StepResponse extends ResponseView {
 
 /** Sends one login step; the caller adds cookies and stores Set-Cookie. */
 export type StepSender = (req: { method: string, url: string, headers: Array<[string, string]>, body?: Buffer }) => Promise<StepResponse>
+
+/** A profile's row in a credentials file: the username and password its logins use where the rule sets none. */
+export interface CredentialsSource {
+  profile: string
+  file: CredentialsFile
+}
 
 export interface LoginResult {
   steps: number
@@ -122,6 +129,7 @@ function presetSteps (config: LoginConfig, where: string): { name: string, steps
 /** Step errors whose code the login failure keeps. */
 const STEP_CODES: ReadonlySet<string> = new Set(['SP_LOGIN_STEP_TIMEOUT', 'SP_LOGIN_STEP_TOO_LARGE'])
 const SECRET_VARS = /\{\{\s*(password|basicAuth)\s*\}\}/
+const CREDENTIAL_VARS = /\{\{\s*(username|password|basicAuth)\s*\}\}/
 
 /**
  * Secrets checked at start-up. A profile is opened lazily (and may be
@@ -131,9 +139,12 @@ const SECRET_VARS = /\{\{\s*(password|basicAuth)\s*\}\}/
 const checkedSecrets = new WeakSet<SecretRef>()
 
 /** Whether a step sends the password (in its URL, headers or body). */
+function stepTexts (step: LoginStep): string[] {
+  return [step.url, ...Object.values(step.headers ?? {}), ...Object.values(step.form ?? {}), step.json !== undefined ? JSON.stringify(step.json) : '']
+}
+
 function sendsSecret (step: LoginStep): boolean {
-  const texts = [step.url, ...Object.values(step.headers ?? {}), ...Object.values(step.form ?? {}), step.json !== undefined ? JSON.stringify(step.json) : '']
-  return texts.some((t) => SECRET_VARS.test(t))
+  return stepTexts(step).some((t) => SECRET_VARS.test(t))
 }
 
 function originOfUrl (url: string): string | null {
@@ -170,11 +181,16 @@ export class LoginFlow {
   private readonly compiled: CompiledLogin
   private readonly config: LoginConfig
   private readonly where: string
+  /** Where the username and password come from when the rule sets none (null: nowhere, they are empty). */
+  private readonly credentials: CredentialsSource | null
 
-  constructor (config: LoginConfig, where: string) {
+  constructor (config: LoginConfig, where: string, credentials: CredentialsSource | null = null) {
     this.config = config
     this.where = where
     this.compiled = presetSteps(config, where)
+    // Only a flow that sends a username or password needs a row.
+    const needs = (config.username === undefined || config.password === undefined) && this.compiled.steps.some((step) => CREDENTIAL_VARS.test(stepTexts(step).join('\n')))
+    this.credentials = needs ? credentials : null
     this.name = this.compiled.name
     this.compiled.steps.forEach((step, i) => {
       const at = `${where}.steps[${i}]`
@@ -201,8 +217,17 @@ export class LoginFlow {
    */
   async run (baseUrl: string, requestUrl: string, send: StepSender, jarCookie: (name: string) => string | undefined, loginOrigin: string | null = originOfUrl(baseUrl)): Promise<LoginResult> {
     const vars = new Map<string, string>()
-    const username = this.config.username ?? ''
-    let password = ''
+    let row: { username: string, password: string } | null = null
+    if (this.credentials !== null) {
+      try {
+        row = this.credentials.file.lookup(this.credentials.profile)
+      } catch (err) {
+        if (err instanceof SessionProxyError && err.code === 'SP_CREDENTIALS_MISSING') throw new LoginFailedError(this.name, 'credentials', err.message, err.code)
+        throw new LoginFailedError(this.name, 'credentials', (err as Error).message, 'SP_SECRET_UNAVAILABLE')
+      }
+    }
+    const username = this.config.username ?? row?.username ?? ''
+    let password = row?.password ?? ''
     if (this.config.password !== undefined) {
       try {
         password = readSecret(this.config.password, `${this.where}.password`)
