@@ -45,6 +45,12 @@ export interface ProfileConfig {
   autopilot?: AutopilotRule[]
   /** Traffic capture for the HAR export (off unless enabled). */
   capture?: Partial<CaptureSettings>
+  /** false: the jar lives in memory only; no file is written and it is gone at restart. */
+  persist?: boolean
+  /** true: responses never change the jar (Set-Cookie still reaches the client); admin writes still do. */
+  readOnly?: boolean
+  /** An extra listener on 127.0.0.1:PORT where every request is this profile. */
+  listen?: number
 }
 
 export interface PoolConfig {
@@ -374,6 +380,9 @@ export const configSchema = {
         properties: {
           hosts: { type: 'array', items: hostRule, nullable: true },
           autopilot: autopilotSchema(secretRef, hostMatch),
+          persist: { type: 'boolean', nullable: true },
+          readOnly: { type: 'boolean', nullable: true },
+          listen: { type: 'integer', minimum: 1, maximum: 65535, nullable: true },
           capture: {
             type: 'object',
             nullable: true,
