@@ -38,7 +38,9 @@ Options (environment variable in brackets; config-file key after it):
                            [SESSION_PROXY_UPSTREAM_PROXY; else HTTPS_PROXY/HTTP_PROXY/NO_PROXY] upstream.proxy
   --upstream-ca FILE       PEM bundle trusted for https upstreams, besides the system roots
                            [SESSION_PROXY_UPSTREAM_CA] upstream.ca
-  --connect-port PORT      allow CONNECT to PORT (replaces 443, 8443); repeatable connect.allowedPorts
+  --connect-port PORT      allow CONNECT to PORT (replaces 80, 443, 8443); repeatable connect.allowedPorts
+  --profile-port P=PORT    also listen on 127.0.0.1:PORT where every request is profile P (for
+                           browsers and clients that cannot choose one); repeatable profiles.P.listen
   --intercept-exclude HOST plain tunnel, no interception, for HOST (*.example.com); repeatable
                            connect.exclude
   --no-intercept           never intercept CONNECT: plain tunnels only connect.intercept
@@ -77,6 +79,7 @@ interface Flags {
   'upstream-proxy'?: string
   'upstream-ca'?: string
   'connect-port'?: string[]
+  'profile-port'?: string[]
   'intercept-exclude'?: string[]
   'no-intercept'?: boolean
   'allow-clients'?: string[]
@@ -111,6 +114,7 @@ async function main (argv: string[]): Promise<void> {
         'upstream-proxy': { type: 'string' },
         'upstream-ca': { type: 'string' },
         'connect-port': { type: 'string', multiple: true },
+        'profile-port': { type: 'string', multiple: true },
         'intercept-exclude': { type: 'string', multiple: true },
         'no-intercept': { type: 'boolean' },
         'allow-clients': { type: 'string', multiple: true },
@@ -138,6 +142,7 @@ async function main (argv: string[]): Promise<void> {
       reverse: values.reverse,
       reverseForward: values['reverse-forward'] === true ? true : undefined,
       upstream: { proxy: values['upstream-proxy'], ca: values['upstream-ca'] },
+      profiles: profilePortFlags(values['profile-port']),
       connect: {
         allowedPorts: values['connect-port']?.map((p) => parsePort(p, '--connect-port')),
         exclude: values['intercept-exclude'],
@@ -172,6 +177,7 @@ async function main (argv: string[]): Promise<void> {
   try {
     url = await proxy.listen()
   } catch (err) {
+    if (err instanceof ConfigError) fail(err.message)
     const e = err as NodeJS.ErrnoException
     fail(e.code === 'EADDRINUSE' ? `cannot listen on ${config.host}:${config.port}: the address is already in use (choose another with --port)` : `cannot listen on ${config.host}:${config.port}: ${e.message}`)
   }
@@ -200,6 +206,18 @@ async function main (argv: string[]): Promise<void> {
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
+}
+
+/** `--profile-port alice=8081` (repeatable) as profiles.alice.listen. */
+function profilePortFlags (values: string[] | undefined): Record<string, { listen: number }> | undefined {
+  if (values === undefined) return undefined
+  const out: Record<string, { listen: number }> = {}
+  for (const v of values) {
+    const eq = v.lastIndexOf('=')
+    if (eq <= 0) throw new ConfigError(`--profile-port ${JSON.stringify(v)}: use PROFILE=PORT, e.g. --profile-port alice=8081`)
+    out[v.slice(0, eq)] = { listen: parsePort(v.slice(eq + 1), '--profile-port') }
+  }
+  return out
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
