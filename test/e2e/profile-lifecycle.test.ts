@@ -72,7 +72,7 @@ t.test('create, edit one cookie, delete: 201/409, 200/400, 204/404/409, files go
 
 t.test('a response in flight while its profile is deleted does not bring the file back', async (t) => {
   let release: () => void = () => {}
-  const slow = await startUpstream((req, res) => {
+  const slow = await startUpstream((_req, res) => {
     release = () => { res.writeHead(200, { 'set-cookie': 'late=1; Path=/' }); res.end('ok') }
   })
   const proxy = await startProxy()
