@@ -11,6 +11,7 @@ import { createLogger, flushLogger } from './log.js'
 import { installProcessGuard } from './process-guard.js'
 import { runExplain } from './commands/explain.js'
 import { runLoginCommand } from './commands/login.js'
+import { runCookiesCommand } from './commands/cookies.js'
 import { createSessionProxy } from './server.js'
 import { CertificateAuthority } from './proxy/tls/ca.js'
 import { join } from 'node:path'
@@ -63,6 +64,9 @@ Commands:
                            (created on first use in DATA_DIR/ca/)
   session-proxy explain URL [--profile P] [--method M]
                            which cookies would be sent to URL, and why not the others
+  session-proxy cookies PROFILE [--set NAME=VALUE --domain D [--path P] | --delete NAME |
+                         --import FILE | --export FILE]
+                           list (a table) or edit PROFILE's jar in the running proxy
   session-proxy login PROFILE [--upstream HOST]
                            run PROFILE's configured login flows now
 `
@@ -95,6 +99,7 @@ function fail (message: string): never {
 async function main (argv: string[]): Promise<void> {
   if (argv[0] === 'explain') { process.exitCode = await runExplain(argv.slice(1)); return }
   if (argv[0] === 'login') { process.exitCode = await runLoginCommand(argv.slice(1)); return }
+  if (argv[0] === 'cookies') { process.exitCode = await runCookiesCommand(argv.slice(1)); return }
   // `session-proxy ca [options]` resolves the data dir like the server does.
   const caCommand = argv[0] === 'ca'
   if (caCommand) argv = argv.slice(1)

@@ -5,6 +5,7 @@
  *   DELETE /_session/profiles/{p}                            204 | 404 | 409 SP_PROFILE_DECLARED
  *   PUT    /_session/profiles/{p}/cookies/{name}   {value, domain, path?, expires?, secure?, httpOnly?, sameSite?}
  *                                                            200 the cookie | 400 SP_COOKIE_INVALID
+ *                                                            (a PUT creates the profile, like PUT cookies.txt)
  *   DELETE /_session/profiles/{p}/cookies/{name}[?domain=&path=]  200 {deleted} | 404
  *   GET    /_session/profiles/{p}/session.json               cookies + headers/auth summary (secrets redacted)
  *   PUT    /_session/profiles/{p}/session.json               replaces the cookies, validated whole first
@@ -19,7 +20,7 @@ import { Cookie } from 'tough-cookie'
 import type { Config } from '../config/schema.js'
 import { BadRequestError, SessionProxyError } from '../errors.js'
 import { admitCookie } from '../session/sendable.js'
-import { assertProfileName, type ProfileRegistry } from '../session/profiles.js'
+import { assertProfileName, type Profile, type ProfileRegistry } from '../session/profiles.js'
 import { cookieToJson, findProfile, ProfileNotFoundError } from './routes.js'
 
 export interface LifecycleDeps {
@@ -113,6 +114,12 @@ function settingsSummary (config: Config, name: string): Array<Record<string, un
 
 export async function lifecycleRoutes (app: FastifyInstance, deps: LifecycleDeps): Promise<void> {
   const { profiles, config } = deps
+  /** A PUT creates the profile, as PUT cookies.txt does (an import into a new session). */
+  const profileToWrite = (name: string): Profile => {
+    assertProfileName(name)
+    if (name in Object.prototype && !Object.hasOwn(config.profiles, name)) throw new BadRequestError('SP_PROFILE_INVALID', `"${name}" cannot be a profile name`)
+    return profiles.get(name)
+  }
 
   app.post<{ Body: unknown }>('/_session/profiles', async (req, reply) => {
     const body = req.body
@@ -142,7 +149,7 @@ export async function lifecycleRoutes (app: FastifyInstance, deps: LifecycleDeps
   app.put<{ Params: CookieParams, Body: unknown }>('/_session/profiles/:p/cookies/:name', async (req) => {
     assertProfileName(req.params.p)
     const cookie = cookieFromJson(req.body, `cookie ${JSON.stringify(req.params.name.slice(0, 80))}`, req.params.name)
-    const profile = findProfile(deps, req.params.p)
+    const profile = profileToWrite(req.params.p)
     profile.jar.store.putCookie(cookie, () => {})
     await profile.pendingWrite
     const stored = profile.jar.store.idx[cookie.domain!]?.[cookie.path!]?.[cookie.key] ?? cookie
@@ -181,7 +188,7 @@ export async function lifecycleRoutes (app: FastifyInstance, deps: LifecycleDeps
     if (!isRecord(body) || !Array.isArray(body.cookies)) throw new CookieInvalidError('session.json: send an object with a "cookies" array')
     // Validated whole before anything changes.
     const cookies = body.cookies.map((c, i) => cookieFromJson(c, `cookies[${i}]`))
-    const profile = findProfile(deps, req.params.p)
+    const profile = profileToWrite(req.params.p)
     const problems = profile.jar.replaceAll(cookies)
     if (problems.length > 0) throw new CookieInvalidError(`cookies[${problems[0]!.index}]: ${problems[0]!.problem}`)
     await profile.pendingWrite

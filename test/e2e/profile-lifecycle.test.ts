@@ -56,7 +56,8 @@ t.test('create, edit one cookie, delete: 201/409, 200/400, 204/404/409, files go
   }
   t.equal((await admin(proxy, 'PUT', '/_session/profiles/bob/cookies/bad%3Bname', { value: 'x', domain: 'a' })).json.error, 'SP_COOKIE_INVALID', 'a name the jar refuses')
   t.equal((await admin(proxy, 'GET', '/_session/profiles/bob/cookies')).json.cookies[0].value, 'abc', 'a refused edit changed nothing')
-  t.equal((await admin(proxy, 'PUT', '/_session/profiles/nobody/cookies/sid', { value: 'x', domain: 'a' })).status, 404, 'unknown profile')
+  t.equal((await admin(proxy, 'PUT', '/_session/profiles/newcomer/cookies/sid', { value: 'x', domain: 'a' })).status, 200, 'a PUT creates the profile, as PUT cookies.txt does')
+  t.equal((await admin(proxy, 'DELETE', '/_session/profiles/nobody/cookies/sid')).status, 404, 'a DELETE does not')
 
   const del = await admin(proxy, 'DELETE', '/_session/profiles/bob')
   t.equal(del.status, 204)
