@@ -11,6 +11,7 @@ import { createLogger, flushLogger } from './log.js'
 import { installProcessGuard } from './process-guard.js'
 import { runExplain } from './commands/explain.js'
 import { runLoginCommand } from './commands/login.js'
+import { runCookiesCommand } from './commands/cookies.js'
 import { createSessionProxy } from './server.js'
 import { CertificateAuthority } from './proxy/tls/ca.js'
 import { join } from 'node:path'
@@ -38,7 +39,9 @@ Options (environment variable in brackets; config-file key after it):
                            [SESSION_PROXY_UPSTREAM_PROXY; else HTTPS_PROXY/HTTP_PROXY/NO_PROXY] upstream.proxy
   --upstream-ca FILE       PEM bundle trusted for https upstreams, besides the system roots
                            [SESSION_PROXY_UPSTREAM_CA] upstream.ca
-  --connect-port PORT      allow CONNECT to PORT (replaces 443, 8443); repeatable connect.allowedPorts
+  --connect-port PORT      allow CONNECT to PORT (replaces 80, 443, 8443); repeatable connect.allowedPorts
+  --profile-port P=PORT    also listen on 127.0.0.1:PORT where every request is profile P (for
+                           browsers and clients that cannot choose one); repeatable profiles.P.listen
   --intercept-exclude HOST plain tunnel, no interception, for HOST (*.example.com); repeatable
                            connect.exclude
   --no-intercept           never intercept CONNECT: plain tunnels only connect.intercept
@@ -61,6 +64,9 @@ Commands:
                            (created on first use in DATA_DIR/ca/)
   session-proxy explain URL [--profile P] [--method M]
                            which cookies would be sent to URL, and why not the others
+  session-proxy cookies PROFILE [--set NAME=VALUE --domain D [--path P] | --delete NAME |
+                         --import FILE | --export FILE]
+                           list (a table) or edit PROFILE's jar in the running proxy
   session-proxy login PROFILE [--upstream HOST]
                            run PROFILE's configured login flows now
 `
@@ -77,6 +83,7 @@ interface Flags {
   'upstream-proxy'?: string
   'upstream-ca'?: string
   'connect-port'?: string[]
+  'profile-port'?: string[]
   'intercept-exclude'?: string[]
   'no-intercept'?: boolean
   'allow-clients'?: string[]
@@ -92,6 +99,7 @@ function fail (message: string): never {
 async function main (argv: string[]): Promise<void> {
   if (argv[0] === 'explain') { process.exitCode = await runExplain(argv.slice(1)); return }
   if (argv[0] === 'login') { process.exitCode = await runLoginCommand(argv.slice(1)); return }
+  if (argv[0] === 'cookies') { process.exitCode = await runCookiesCommand(argv.slice(1)); return }
   // `session-proxy ca [options]` resolves the data dir like the server does.
   const caCommand = argv[0] === 'ca'
   if (caCommand) argv = argv.slice(1)
@@ -111,6 +119,7 @@ async function main (argv: string[]): Promise<void> {
         'upstream-proxy': { type: 'string' },
         'upstream-ca': { type: 'string' },
         'connect-port': { type: 'string', multiple: true },
+        'profile-port': { type: 'string', multiple: true },
         'intercept-exclude': { type: 'string', multiple: true },
         'no-intercept': { type: 'boolean' },
         'allow-clients': { type: 'string', multiple: true },
@@ -138,6 +147,7 @@ async function main (argv: string[]): Promise<void> {
       reverse: values.reverse,
       reverseForward: values['reverse-forward'] === true ? true : undefined,
       upstream: { proxy: values['upstream-proxy'], ca: values['upstream-ca'] },
+      profiles: profilePortFlags(values['profile-port']),
       connect: {
         allowedPorts: values['connect-port']?.map((p) => parsePort(p, '--connect-port')),
         exclude: values['intercept-exclude'],
@@ -172,6 +182,7 @@ async function main (argv: string[]): Promise<void> {
   try {
     url = await proxy.listen()
   } catch (err) {
+    if (err instanceof ConfigError) fail(err.message)
     const e = err as NodeJS.ErrnoException
     fail(e.code === 'EADDRINUSE' ? `cannot listen on ${config.host}:${config.port}: the address is already in use (choose another with --port)` : `cannot listen on ${config.host}:${config.port}: ${e.message}`)
   }
@@ -200,6 +211,18 @@ async function main (argv: string[]): Promise<void> {
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
+}
+
+/** `--profile-port alice=8081` (repeatable) as profiles.alice.listen. */
+function profilePortFlags (values: string[] | undefined): Record<string, { listen: number }> | undefined {
+  if (values === undefined) return undefined
+  const out: Record<string, { listen: number }> = {}
+  for (const v of values) {
+    const eq = v.lastIndexOf('=')
+    if (eq <= 0) throw new ConfigError(`--profile-port ${JSON.stringify(v)}: use PROFILE=PORT, e.g. --profile-port alice=8081`)
+    out[v.slice(0, eq)] = { listen: parsePort(v.slice(eq + 1), '--profile-port') }
+  }
+  return out
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

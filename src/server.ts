@@ -19,7 +19,8 @@ import { createObservability } from './observe/services.js'
 import { ConfigError, SessionProxyError } from './errors.js'
 import { readSecret } from './session/host-defaults.js'
 import { CookieJarStore } from './session/jar-files.js'
-import { ProfileRegistry } from './session/profiles.js'
+import { assertProfileName, ProfileRegistry } from './session/profiles.js'
+import { parseProxyAuthorization, PROFILE_HEADER, resolveProfileName } from './session/resolve-profile.js'
 import { forwardRequest, type ProxyDeps, type ViaIdentity } from './proxy/forward.js'
 import { checkVia } from './proxy/headers.js'
 import { asProxyError, sendProxyError, sendRawError } from './proxy/respond.js'
@@ -83,6 +84,48 @@ export function assertSafeBinding (config: Config): void {
   }
 }
 
+/** Why a request on `profile`'s port may not go on, or null. */
+export function portProfileRefusal (req: IncomingMessage, profile: string, users: ReadonlyMap<string, string> | null): SessionProxyError | null {
+  const auth = req.headers['proxy-authorization']
+  const header = req.headers[PROFILE_HEADER]
+  const named = typeof header === 'string' && header !== '' ? header : undefined
+  try {
+    // Checks proxyAuth's password when it is configured (407 otherwise).
+    const fromAuth = auth === undefined ? '' : parseProxyAuthorization(auth).username
+    resolveProfileName(auth, named, users)
+    for (const other of [fromAuth, named ?? '']) {
+      if (other !== '' && other !== profile) {
+        return new SessionProxyError('SP_PROFILE_PORT', 403, `this port is profile "${profile}" but the request names profile "${other.slice(0, 64)}": send it to the main port, or drop the Proxy-Authorization user and X-Session-Profile`)
+      }
+    }
+  } catch (err) {
+    return asProxyError(err)
+  }
+  return null
+}
+
+/** After the check: nothing downstream may pick another profile from these. */
+function stripProfileHeaders (req: IncomingMessage): void {
+  delete req.headers['proxy-authorization']
+  delete req.headers[PROFILE_HEADER]
+  const raw = req.rawHeaders
+  for (let i = raw.length - 2; i >= 0; i -= 2) {
+    const name = raw[i]!.toLowerCase()
+    if (name === 'proxy-authorization' || name === PROFILE_HEADER) raw.splice(i, 2)
+  }
+}
+
+async function listenProfilePort (server: http.Server, port: number, profile: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new ConfigError(`cannot listen on 127.0.0.1:${port} for profile "${profile}" (profiles.${profile}.listen / --profile-port): ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`))
+    }
+    server.once('error', onError)
+    // Loopback only: whoever reaches the port is that profile.
+    server.listen(port, '127.0.0.1', () => { server.off('error', onError); resolve() })
+  })
+}
+
 export function createSessionProxy (opts: CreateOptions): SessionProxy {
   const { config, log } = opts
   assertSafeBinding(config)
@@ -135,7 +178,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     `this proxy runs in reverse mode for ${reverse!.origin} and does not ${what}; send origin-form requests (curl http://${ownAddress}/path), or set reverseForward: true (--reverse-forward) to also act as a forward proxy`)
   const isReverseBase = (t: Target): boolean => t.host === reverse!.host && t.port === reverse!.port
 
-  const onProxyRequest = (req: IncomingMessage, res: ServerResponse): void => {
+  const onProxyRequest = (req: IncomingMessage, res: ServerResponse, portProfile: string | null): void => {
     let target
     try {
       target = parseTarget(req.url!)
@@ -148,7 +191,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
       log.info({ method: req.method, host: target.authority, status: 403, error: 'SP_REVERSE_ONLY' }, 'rejected')
       return
     }
-    forwardRequest(deps, req, res, target)
+    forwardRequest(deps, req, res, target, portProfile === null ? undefined : { profile: portProfile })
   }
 
   /** A socket Node hands over raw (CONNECT, upgrade): its error path first, then the checks shared by both. */
@@ -161,6 +204,121 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
       return false
     }
     return true
+  }
+
+  const serverOptions: http.ServerOptions = {
+    maxHeaderSize: limits.maxHeaderBytes,
+    keepAliveTimeout: limits.clientKeepAliveTimeoutMs,
+    requestTimeout: 0,
+    headersTimeout: limits.clientHeadersTimeoutMs,
+    // Node checks headersTimeout only this often (default 30 s).
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.clientHeadersTimeoutMs / 4)))
+  }
+  let adminHandler: ((req: IncomingMessage, res: ServerResponse) => void) | null = null
+  // A profile port has already checked the proxy user: the tunnel must not ask again.
+  const portTunnelDeps: TunnelDeps = { ...tunnelDeps, users: null }
+
+  /** `portProfile`: the profile of the profile port the request came in on, or null (the main port). */
+  const onClientRequest = (req: IncomingMessage, res: ServerResponse, portProfile: string | null): void => {
+    if (req.url!.charCodeAt(0) === 47 /* '/' */) {
+      // A proxied request that came back to us as origin-form is a loop.
+      const via = req.headers.via
+      if (via !== undefined) {
+        try { checkVia(via, pseudonym) } catch (err) { sendProxyError(res, asProxyError(err)); return }
+      }
+      if (reverse !== null && !isAdminPath(req.url!)) {
+        connections.begin(req, res, true)
+        if (portProfile !== null && !claimPortProfile(req, res, portProfile)) return
+        const options = reverseOptions(reverse, req, ownAddress)
+        forwardRequest(deps, req, res, reverseTarget(reverse, req.url!), portProfile === null ? options : { ...options, profile: portProfile })
+        return
+      }
+      connections.begin(req, res, false)
+      if (!admitAdminRequest(req, res, adminGate)) return
+      adminHandler!(req, res)
+    } else {
+      connections.begin(req, res, true)
+      if (portProfile !== null && !claimPortProfile(req, res, portProfile)) return
+      onProxyRequest(req, res, portProfile)
+    }
+  }
+
+  /**
+   * On a profile port every request is that profile. A request that names
+   * another one (Proxy-Authorization user, X-Session-Profile) is refused
+   * rather than silently sent as this profile: a script that believes it is
+   * bob must not act as alice. Naming this profile is fine; proxyAuth, when
+   * configured, is checked as on the main port. The naming headers are then
+   * removed, so nothing downstream picks another profile.
+   */
+  const claimPortProfile = (req: IncomingMessage, res: ServerResponse | Socket, profile: string): boolean => {
+    const refusal = portProfileRefusal(req, profile, users)
+    if (refusal !== null) {
+      if (res instanceof http.ServerResponse) sendProxyError(res, refusal)
+      else sendRawError(res, refusal)
+      log.info({ method: req.method, host: (req.url ?? '').slice(0, 200), status: refusal.statusCode, error: refusal.code, profile }, 'rejected')
+      return false
+    }
+    stripProfileHeaders(req)
+    return true
+  }
+
+  /** Every listener, the main one and the profile ports, gets the same handlers and connection tracking. */
+  const wire = (server: http.Server, portProfile: string | null): void => {
+    connections.install(server)
+    server.on('error', (err: NodeJS.ErrnoException) => {
+      // Listen errors are reported by listen(); afterwards (EMFILE on accept) the server keeps going.
+      if (server.listening) log.error({ err: { code: err.code, message: err.message } }, 'server error')
+    })
+    server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (!takeRaw(socket, 'tunnels')) return
+      if (forwardOnly) {
+        sendRawError(socket, reverseRefusal('accept CONNECT'))
+        log.info({ method: 'CONNECT', host: (req.url ?? '').slice(0, 200), status: 403, error: 'SP_REVERSE_ONLY' }, 'rejected')
+        return
+      }
+      if (portProfile === null) {
+        handleConnect(tunnelDeps, req, socket, head)
+        return
+      }
+      if (!claimPortProfile(req, socket, portProfile)) return
+      req.headers[PROFILE_HEADER] = portProfile
+      handleConnect(portTunnelDeps, req, socket, head)
+    })
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (!takeRaw(socket, 'WebSockets')) return
+      if (portProfile !== null && !claimPortProfile(req, socket, portProfile)) return
+      const profileOption = portProfile === null ? undefined : { profile: portProfile }
+      const url = req.url!
+      if (url.charCodeAt(0) === 47 /* '/' */) {
+        if (reverse !== null && !isAdminPath(url)) forwardUpgrade(deps, req, socket, head, reverseTarget(reverse, url), { ...reverseOptions(reverse, req, ownAddress), ...profileOption }, upgradeLimits)
+        else sendRawError(socket, new SessionProxyError('SP_UPGRADE_UNSUPPORTED', 501, 'the admin API has no WebSocket endpoints'))
+        return
+      }
+      let target
+      try {
+        // Some clients write ws:// or wss:// in the request line; the handshake itself is HTTP.
+        target = parseTarget(url.replace(/^ws(s?):\/\//i, 'http$1://'))
+      } catch (err) {
+        sendRawError(socket, asProxyError(err))
+        return
+      }
+      if (forwardOnly && !isReverseBase(target)) {
+        sendRawError(socket, reverseRefusal(`forward requests to ${target.authority}`))
+        return
+      }
+      forwardUpgrade(deps, req, socket, head, target, profileOption, upgradeLimits)
+    })
+  }
+
+  /** profiles.<p>.listen: one extra loopback listener per profile. */
+  const portServers: Array<{ profile: string, port: number, server: http.Server }> = []
+  for (const [profile, settings] of Object.entries(config.profiles)) {
+    if (settings.listen === undefined || settings.listen === null) continue
+    assertProfileName(profile)
+    const server = http.createServer(serverOptions, (req, res) => onClientRequest(req, res, profile))
+    wire(server, profile)
+    portServers.push({ profile, port: settings.listen, server })
   }
 
   const app = Fastify({
@@ -177,69 +335,9 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     forceCloseConnections: true,
     clientErrorHandler: answerClientError,
     serverFactory: (fastifyHandler) => {
-      const server = http.createServer({
-        maxHeaderSize: limits.maxHeaderBytes,
-        keepAliveTimeout: limits.clientKeepAliveTimeoutMs,
-        requestTimeout: 0,
-        headersTimeout: limits.clientHeadersTimeoutMs,
-        // Node checks headersTimeout only this often (default 30 s).
-        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.clientHeadersTimeoutMs / 4)))
-      }, (req, res) => {
-        if (req.url!.charCodeAt(0) === 47 /* '/' */) {
-          // A proxied request that came back to us as origin-form is a loop.
-          const via = req.headers.via
-          if (via !== undefined) {
-            try { checkVia(via, pseudonym) } catch (err) { sendProxyError(res, asProxyError(err)); return }
-          }
-          if (reverse !== null && !isAdminPath(req.url!)) {
-            connections.begin(req, res, true)
-            forwardRequest(deps, req, res, reverseTarget(reverse, req.url!), reverseOptions(reverse, req, ownAddress))
-            return
-          }
-          connections.begin(req, res, false)
-          if (!admitAdminRequest(req, res, adminGate)) return
-          fastifyHandler(req, res)
-        } else {
-          connections.begin(req, res, true)
-          onProxyRequest(req, res)
-        }
-      })
-      connections.install(server)
-      server.on('error', (err: NodeJS.ErrnoException) => {
-        // Listen errors are reported by listen(); afterwards (EMFILE on accept) the server keeps going.
-        if (server.listening) log.error({ err: { code: err.code, message: err.message } }, 'server error')
-      })
-      server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-        if (!takeRaw(socket, 'tunnels')) return
-        if (forwardOnly) {
-          sendRawError(socket, reverseRefusal('accept CONNECT'))
-          log.info({ method: 'CONNECT', host: (req.url ?? '').slice(0, 200), status: 403, error: 'SP_REVERSE_ONLY' }, 'rejected')
-          return
-        }
-        handleConnect(tunnelDeps, req, socket, head)
-      })
-      server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-        if (!takeRaw(socket, 'WebSockets')) return
-        const url = req.url!
-        if (url.charCodeAt(0) === 47 /* '/' */) {
-          if (reverse !== null && !isAdminPath(url)) forwardUpgrade(deps, req, socket, head, reverseTarget(reverse, url), reverseOptions(reverse, req, ownAddress), upgradeLimits)
-          else sendRawError(socket, new SessionProxyError('SP_UPGRADE_UNSUPPORTED', 501, 'the admin API has no WebSocket endpoints'))
-          return
-        }
-        let target
-        try {
-          // Some clients write ws:// or wss:// in the request line; the handshake itself is HTTP.
-          target = parseTarget(url.replace(/^ws(s?):\/\//i, 'http$1://'))
-        } catch (err) {
-          sendRawError(socket, asProxyError(err))
-          return
-        }
-        if (forwardOnly && !isReverseBase(target)) {
-          sendRawError(socket, reverseRefusal(`forward requests to ${target.authority}`))
-          return
-        }
-        forwardUpgrade(deps, req, socket, head, target, undefined, upgradeLimits)
-      })
+      adminHandler = fastifyHandler
+      const server = http.createServer(serverOptions, (req, res) => onClientRequest(req, res, null))
+      wire(server, null)
       return server
     }
   })
@@ -247,6 +345,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
   registerAdmin(app, { config, log, profiles, deps, observe, certPem: ca.certPem, version: opts.version })
 
   app.addHook('onClose', async () => {
+    for (const { server } of portServers) { server.close(); server.closeAllConnections() }
     for (const s of upgradedSockets) s.destroy()
     await Promise.all([pool.close(), profiles.close(), observe.close()])
   })
@@ -260,6 +359,10 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     listen: async () => {
       const address = await app.listen({ host: config.host, port: config.port })
       void address
+      for (const p of portServers) {
+        await listenProfilePort(p.server, p.port, p.profile)
+        log.info({ url: `http://127.0.0.1:${p.port}`, profile: p.profile }, 'listening for one profile')
+      }
       const a = app.server.address()
       if (a === null || typeof a === 'string') return String(a)
       const host = isIP(a.address) === 6 ? `[${a.address}]` : a.address
@@ -269,6 +372,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     shutdown: async () => {
       // Stop accepting first; app.close() below closes the server for good.
       app.server.close()
+      for (const { server } of portServers) { server.close(); server.closeIdleConnections() }
       const result = await connections.drain(app.server, limits.shutdownTimeoutMs)
       await app.close()
       return result

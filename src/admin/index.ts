@@ -15,6 +15,7 @@ import type { ProfileRegistry } from '../session/profiles.js'
 import { describeAdminError, INTERNAL_MESSAGE, writeAdminError } from './admin-errors.js'
 import { caRoute } from './ca-route.js'
 import { checkAdminRequest, compileGateRules, type GateRules } from './gate.js'
+import { lifecycleRoutes } from './lifecycle-routes.js'
 import { loginRoute } from './login-route.js'
 import { observeRoutes } from './observe-routes.js'
 import { pageRoutes } from './page-route.js'
@@ -107,4 +108,5 @@ export function registerAdmin (app: FastifyInstance, opts: AdminOptions): void {
   void app.register(loginRoute, { deps })
   void app.register(observeRoutes, { profiles, observe, streamBufferBytes: config.limits.maxAdminStreamBufferBytes, log })
   void app.register(pageRoutes)
+  void app.register(lifecycleRoutes, { profiles, config })
 }

@@ -68,8 +68,9 @@ export async function adminRoutes (app: FastifyInstance, deps: AdminDeps): Promi
     problems: deps.profiles.problems
   })
 
+  // Unloaded profiles show cookies: null: counting them would read every jar on disk.
   app.get('/_session/profiles', async () => ({
-    profiles: deps.profiles.names().map((name) => ({ name, cookies: deps.profiles.get(name).jar.size }))
+    profiles: deps.profiles.summaries()
   }))
 
   app.get<{ Params: ProfileParams }>('/_session/profiles/:p/cookies', async (req) => {

@@ -41,11 +41,26 @@ export function adminTarget (opts: { host?: string, port?: string, config?: stri
 }
 
 /** Calls the admin API; returns the parsed JSON or throws with the API's own message. */
-export async function adminCall (target: AdminTarget, method: string, path: string): Promise<unknown> {
-  const { base, headers } = target
+export async function adminCall (target: AdminTarget, method: string, path: string, body?: { json: unknown } | { text: string }): Promise<unknown> {
+  const text = await adminCallText(target, method, path, body)
+  return text === '' ? null : JSON.parse(text) as unknown
+}
+
+/** Calls the admin API; returns the body as text or throws with the API's own message. */
+export async function adminCallText (target: AdminTarget, method: string, path: string, body?: { json: unknown } | { text: string }): Promise<string> {
+  const { base } = target
+  const headers: Record<string, string> = { ...target.headers }
+  let payload: string | undefined
+  if (body !== undefined && 'json' in body) {
+    headers['content-type'] = 'application/json'
+    payload = JSON.stringify(body.json)
+  } else if (body !== undefined) {
+    headers['content-type'] = 'text/plain; charset=utf-8'
+    payload = body.text
+  }
   let response: Response
   try {
-    response = await fetch(`${base}${path}`, { method, headers, signal: AbortSignal.timeout(120_000) })
+    response = await fetch(`${base}${path}`, { method, headers, body: payload, signal: AbortSignal.timeout(120_000) })
   } catch (e) {
     const cause = (e as { cause?: { code?: string, message?: string } }).cause
     throw new Error(`cannot reach the proxy at ${base}: ${cause?.code ?? cause?.message ?? (e as Error).message}. Is it running? Give its address with --host/--port.`)
@@ -56,5 +71,5 @@ export async function adminCall (target: AdminTarget, method: string, path: stri
     try { message = (JSON.parse(text) as { message: string }).message } catch {}
     throw new Error(message)
   }
-  return JSON.parse(text) as unknown
+  return text
 }

@@ -48,6 +48,12 @@ export interface ProfileConfig {
   capture?: Partial<CaptureSettings>
   /** CSV of profile,username,password rows for the autopilot's logins (virtual users). */
   credentials?: CredentialsConfig
+  /** false: the jar lives in memory only; no file is written and it is gone at restart. */
+  persist?: boolean
+  /** true: responses never change the jar (Set-Cookie still reaches the client); admin writes still do. */
+  readOnly?: boolean
+  /** An extra listener on 127.0.0.1:PORT where every request is this profile. */
+  listen?: number
 }
 
 export interface PoolConfig {
@@ -379,6 +385,9 @@ export const configSchema = {
         properties: {
           hosts: { type: 'array', items: hostRule, nullable: true },
           autopilot: autopilotSchema(secretRef, hostMatch),
+          persist: { type: 'boolean', nullable: true },
+          readOnly: { type: 'boolean', nullable: true },
+          listen: { type: 'integer', minimum: 1, maximum: 65535, nullable: true },
           capture: {
             type: 'object',
             nullable: true,

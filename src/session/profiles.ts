@@ -17,9 +17,10 @@
  * memory only); neither is a profile whose last write failed (its jar holds
  * changes the disk does not have yet).
  */
+import { unlinkSync, writeFileSync } from 'node:fs'
 import type { Logger } from 'pino'
-import { BadProfileError } from '../errors.js'
-import { PROFILE_NAME_PATTERN, type Config } from '../config/schema.js'
+import { BadProfileError, ConfigError } from '../errors.js'
+import { PROFILE_NAME_PATTERN, type Config, type ProfileConfig } from '../config/schema.js'
 import type { CookieChange } from './cookie-store.js'
 import { changeToRecord, snapshotOf, type CookieJarStore, type LoadProblem } from './jar-files.js'
 import type { Journal } from './journal.js'
@@ -82,6 +83,19 @@ export class Profile {
   pinned = false
   /** Date.now() of the latest lookup, for least-recently-used unloading. */
   lastUsed = Date.now()
+  /**
+   * `readOnly: true`: responses never change the jar (their Set-Cookie still
+   * reaches the client). Admin writes and imports go to `jar` directly.
+   */
+  readOnly = false
+  /** `persist: false`: the jar lives in memory only and no file is written. */
+  persist = true
+  /**
+   * Removed (DELETE /_session/profiles/{p}). An exchange that still holds
+   * this object may change its jar in memory, but nothing reaches the disk
+   * and the registry never takes it back.
+   */
+  deleted = false
 
   constructor (name: string, jar: SessionJar, defaults: HostDefaults, journal: Journal) {
     this.name = name
@@ -92,6 +106,7 @@ export class Profile {
 
   /** Stores Set-Cookie lines from a response of exchange `requestId`; true when the jar changed. */
   capture (setCookies: readonly string[], url: string, requestId: number): boolean {
+    if (this.readOnly || this.deleted) return false
     this.activeRequestId = requestId
     try {
       return this.jar.capture(setCookies, url)
@@ -99,6 +114,20 @@ export class Profile {
       this.activeRequestId = null
     }
   }
+}
+
+function removeFile (file: string): void {
+  try {
+    unlinkSync(file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+}
+
+/** persist and readOnly from a profile's block (none: persisted, writable). */
+function applyLifecycle (p: Profile, settings: ProfileConfig | undefined): void {
+  p.persist = settings?.persist !== false
+  p.readOnly = settings?.readOnly === true
 }
 
 export class ProfileRegistry {
@@ -114,6 +143,8 @@ export class ProfileRegistry {
   private readonly unloading = new Map<string, Profile>()
   /** Unloaded profiles someone may still hold (see the file comment). */
   private readonly released = new Map<string, WeakRef<Profile>>()
+  /** Removals under way, so a second DELETE waits for the first. */
+  private readonly removing = new Map<string, Promise<boolean>>()
   private readonly collected = new FinalizationRegistry<string>((name) => {
     if (this.released.get(name)?.deref() === undefined) this.released.delete(name)
   })
@@ -135,6 +166,8 @@ export class ProfileRegistry {
     for (const [name, p] of Object.entries(config.profiles)) {
       new HostDefaults(config.hosts, p.hosts ?? [], name)
       if (p.autopilot !== undefined) new ProfileAutopilot(p.autopilot, name, config.limits, p.credentials)
+      // A login's cookies must be stored for the session to exist.
+      if (p.readOnly === true && (p.autopilot?.length ?? 0) > 0) throw new ConfigError(`profiles.${name}: readOnly and autopilot do not go together (the autopilot's logins store the session cookies); import the session instead (PUT /_session/profiles/${name}/cookies.txt)`)
     }
     const idleMs = config.limits.profileIdleUnloadMs
     if (idleMs > 0) {
@@ -183,6 +216,67 @@ export class ProfileRegistry {
 
   loaded (): Iterable<Profile> {
     return this.profiles.values()
+  }
+
+  /** Declared by name in the config (not removable through the API). */
+  isDeclared (name: string): boolean {
+    return Object.hasOwn(this.config.profiles, name)
+  }
+
+  /**
+   * Every profile with its cookie count when it is in memory, else null:
+   * counting an unloaded jar means reading its file, and listing 20,000
+   * profiles must not read 20,000 files.
+   */
+  summaries (): Array<{ name: string, cookies: number | null, loaded: boolean, declared: boolean }> {
+    return this.names().map((name) => {
+      const p = this.profiles.get(name) ?? this.unloading.get(name) ?? this.released.get(name)?.deref()
+      return { name, cookies: p === undefined ? null : p.jar.size, loaded: p !== undefined, declared: this.isDeclared(name) }
+    })
+  }
+
+  /**
+   * Removes a profile: its jar, its journal file, its place in the registry.
+   * Returns false when there is no such profile. The caller refuses
+   * declared profiles (isDeclared). The object is marked deleted first, so
+   * an exchange in flight that holds it changes nothing on disk and never
+   * puts it back; the journal is closed (what it had queued is written)
+   * before the file goes, so no late write brings the file back. A lookup
+   * of the name during the close gets the dying object, whose changes go
+   * nowhere; afterwards the name starts empty.
+   */
+  async remove (name: string): Promise<boolean> {
+    const pending = this.removing.get(name)
+    if (pending !== undefined) return await pending
+    const profile = this.find(name)
+    if (profile === undefined) return false
+    const done = (async () => {
+      profile.deleted = true
+      profile.pendingWrite = null
+      await profile.journal.close()
+      if (this.profiles.get(name) === profile) this.profiles.delete(name)
+      if (this.unloading.get(name) === profile) this.unloading.delete(name)
+      if (this.released.get(name)?.deref() === profile) this.released.delete(name)
+      this.persistProblems.delete(name)
+      for (let i = this.loadProblems.length - 1; i >= 0; i--) if (this.loadProblems[i]!.profile === name) this.loadProblems.splice(i, 1)
+      removeFile(this.files.fileOf(name))
+      return true
+    })()
+    this.removing.set(name, done)
+    try {
+      return await done
+    } finally {
+      this.removing.delete(name)
+    }
+  }
+
+  /** Creates an empty profile; false when one of that name exists already. */
+  create (name: string): boolean {
+    if (this.find(name) !== undefined) return false
+    const p = this.get(name)
+    // An empty journal: the profile is listed (and found) after an unload or a restart.
+    if (p.persist) writeFileSync(this.files.fileOf(name), '', { flag: 'a', mode: 0o600 })
+    return true
   }
 
   async close (): Promise<void> {
@@ -277,18 +371,24 @@ export class ProfileRegistry {
     this.collected.register(p, name)
     p.pinned = pinned
     if (settings?.autopilot !== undefined && settings.autopilot.length > 0) p.autopilot = new ProfileAutopilot(settings.autopilot, name, this.config.limits, settings.credentials)
+
+    applyLifecycle(p, settings)
+    // Memory only: a file left by an earlier run with persist on is not this session.
+    if (!p.persist) jar.clear()
     jar.onChange = (change) => {
+      // Removed: nothing of it reaches the disk again, nor the registry.
+      if (p.deleted) return
       // Written through a reference held across an unload: it is the live one again.
       if (this.profiles.get(name) !== p) this.reinstate(p)
       // Expired cookies are dropped on load anyway; journaling them would
       // only add writes to plain reads.
-      if (!(change.type === 'delete' && change.reason === 'expired')) {
+      if (p.persist && !(change.type === 'delete' && change.reason === 'expired')) {
         p.pendingWrite = journal.append(changeToRecord(change))
       }
       this.hooks.onCookieChange?.(p, change, p.activeRequestId)
     }
     jar.onReject = (rejected) => this.hooks.onCookieRejected?.(p, rejected, p.activeRequestId)
-    if (loaded.problem !== null) p.pendingWrite = journal.requestCompaction()
+    if (loaded.problem !== null && p.persist) p.pendingWrite = journal.requestCompaction()
     this.profiles.set(name, p)
     if (this.profiles.size > this.config.limits.maxProfilesLoaded) this.unloadIdle(-Infinity, p)
     return p

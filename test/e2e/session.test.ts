@@ -44,7 +44,8 @@ t.test('profiles are isolated: proxy user, --proxy-user, X-Session-Profile, defa
   t.notOk(last.headers['x-session-profile'], 'X-Session-Profile is not forwarded')
 
   const list = await adminGet(proxy, '/_session/profiles')
-  t.same(list.json, { profiles: [{ name: 'alice', cookies: 1 }, { name: 'bob', cookies: 1 }, { name: 'carol', cookies: 1 }, { name: 'default', cookies: 0 }] })
+  const loaded = { loaded: true, declared: false }
+  t.same(list.json, { profiles: [{ name: 'alice', cookies: 1, ...loaded }, { name: 'bob', cookies: 1, ...loaded }, { name: 'carol', cookies: 1, ...loaded }, { name: 'default', cookies: 0, ...loaded }] })
 })
 
 t.test('RFC 6265 behaviour through the proxy', async (t) => {

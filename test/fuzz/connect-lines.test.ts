@@ -9,7 +9,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { checkProperty, fuzzParams, knownFailure, ProxyUnderTest, rawExchange, showBytes, type Ending, raiseTimeoutForLongRuns } from '../helpers/fuzz-harness.js'
 
-const ALLOWED_PORTS = [443, 8443]
+const ALLOWED_PORTS = [80, 443, 8443]
 
 interface ConnectLine {
   target: string

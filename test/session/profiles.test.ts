@@ -170,3 +170,44 @@ t.test('a profile being unloaded is revived, not read twice', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 20))
   t.ok([...registry.loaded()].includes(a))
 })
+
+t.test('remove: a held reference (an exchange in flight), an unloaded profile, a second removal', async (t) => {
+  const { registry, dataDir } = setup(t, { limits: { maxProfilesLoaded: 5, profileIdleUnloadMs: 0 } })
+  const file = join(dataDir, 'jars', 'gone.jsonl')
+  const held = registry.get('gone')
+  await setCookie(t, held, 'a=1')
+  t.ok(existsSync(file))
+  const [first, second] = await Promise.all([registry.remove('gone'), registry.remove('gone')])
+  t.ok(first && second, 'a second removal during the first waits for it')
+  t.notOk(existsSync(file), 'the file is gone')
+  // The in-flight exchange stores its Set-Cookie now.
+  t.notOk(held.capture(['late=1'], URL_A, 2), 'a deleted profile stores nothing from responses')
+  held.jar.store.putCookie(held.jar.cookies()[0]!, () => {})
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.notOk(existsSync(file), 'a change through the old reference writes nothing')
+  t.notOk(registry.names().includes('gone'), 'and is not listed')
+  t.not(registry.get('gone'), held, 'the name starts over with a new, empty profile')
+  t.equal(cookieOf(registry.get('gone')), '')
+  t.equal(await registry.remove('never-was'), false)
+
+  // Unloaded (only on disk): found and removed without being kept.
+  for (let n = 0; n < 10; n++) await setCookie(t, registry.get(`u${n}`), `s=${n}`)
+  await collect()
+  t.ok(await registry.remove('u0'))
+  t.notOk(existsSync(join(dataDir, 'jars', 'u0.jsonl')))
+  t.equal(cookieOf(registry.get('u0')), '')
+})
+
+t.test('create and summaries', async (t) => {
+  const { registry, dataDir } = setup(t, { profiles: { declared: {} } })
+  t.ok(registry.create('fresh'))
+  t.ok(existsSync(join(dataDir, 'jars', 'fresh.jsonl')), 'an empty file, so it is listed after a restart')
+  t.notOk(registry.create('fresh'))
+  t.notOk(registry.create('declared'), 'a declared profile exists')
+  writeFileSync(join(dataDir, 'jars', 'cold.jsonl'), '')
+  t.same(registry.summaries(), [
+    { name: 'cold', cookies: null, loaded: false, declared: false },
+    { name: 'declared', cookies: 0, loaded: true, declared: true },
+    { name: 'fresh', cookies: 0, loaded: true, declared: false }
+  ])
+})
