@@ -139,6 +139,7 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorCatalogueEntry>> = {
   SP_COOKIE_NOT_FOUND: { status: 404, meaning: 'No cookie matches the given name, domain and path.' },
   SP_COOKIES_TXT_INVALID: { status: 400, meaning: 'An imported cookies.txt is invalid; nothing was changed.' },
   SP_CAPTURE_INVALID: { status: 400, meaning: 'Invalid traffic capture settings.' },
+  SP_EXCHANGE_NOT_FOUND: { status: 404, meaning: 'No captured exchange with that request id in the profile (capture keeps the last capture.maxEntries).' },
   SP_EXPLAIN_BAD_URL: { status: 400, meaning: 'explain: the URL is missing or not an absolute http(s) URL.' },
   SP_EXPLAIN_BAD_METHOD: { status: 400, meaning: 'explain: the method is not an HTTP method.' },
   SP_EXPLAIN_BAD_SITE: { status: 400, meaning: 'explain: the site context is not one of the allowed values.' }
