@@ -75,6 +75,8 @@ export class Profile {
   persistError: Error | null = null
   /** The exchange whose Set-Cookie lines are being stored right now. */
   activeRequestId: number | null = null
+  /** The URL of that exchange (the URL the cookies are stored for). */
+  activeUrl: string | null = null
   /** Login, CSRF and session-header handling; null keeps the plain fast path. */
   autopilot: ProfileAutopilot | null = null
   /** Declared in the config: never unloaded. */
@@ -92,10 +94,12 @@ export class Profile {
   /** Stores Set-Cookie lines from a response of exchange `requestId`; true when the jar changed. */
   capture (setCookies: readonly string[], url: string, requestId: number): boolean {
     this.activeRequestId = requestId
+    this.activeUrl = url
     try {
       return this.jar.capture(setCookies, url)
     } finally {
       this.activeRequestId = null
+      this.activeUrl = null
     }
   }
 }
