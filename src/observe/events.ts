@@ -8,7 +8,7 @@
  */
 import type { Logger } from 'pino'
 import type { EventInput, SessionEvent } from './event-types.js'
-import { EventLogFile } from './event-log-file.js'
+import { DEFAULT_FILE_LIMITS, EventLogFile } from './event-log-file.js'
 
 export interface EventsConfig {
   /** Events kept per profile; older ones are dropped. */
@@ -21,6 +21,10 @@ export interface EventsConfig {
   sessionCookies: string[]
   /** A rotation this soon after login.succeeded counts as fixation protection. */
   fixationWindowMs: number
+  /** Bytes of one profile's persisted file (default 4 MiB). */
+  maxFileBytes?: number
+  /** Bytes of all persisted files together (default 256 MiB). */
+  maxTotalFileBytes?: number
 }
 
 export type EventListener = (event: SessionEvent) => void
@@ -117,7 +121,7 @@ export class SessionEvents {
   constructor (config: EventsConfig, dataDir: string | null, log: Logger) {
     this.config = config
     this.log = log
-    this.file = config.persist && dataDir !== null ? new EventLogFile(dataDir, config.maxPerProfile, log) : null
+    this.file = config.persist && dataDir !== null ? new EventLogFile(dataDir, config.maxPerProfile, log, { maxFileBytes: config.maxFileBytes ?? DEFAULT_FILE_LIMITS.maxFileBytes, maxTotalFileBytes: config.maxTotalFileBytes ?? DEFAULT_FILE_LIMITS.maxTotalFileBytes }) : null
     if (this.file !== null) this.file.snapshot = (profile) => this.profileLog(profile).ring.toArray()
   }
 
