@@ -48,6 +48,8 @@ export class EventLogFile {
   private totalBytes = 0
   /** Gives the current ring contents for a compaction rewrite. */
   snapshot: (profile: string) => readonly SessionEvent[] = () => []
+  /** Whether a profile's events go to disk: false for a memory-only profile (its files must never be written). */
+  persists: (profile: string) => boolean = () => true
 
   constructor (dataDir: string, maxPerProfile: number, log: Logger, limits: EventFileLimits = DEFAULT_FILE_LIMITS) {
     this.dir = join(dataDir, 'events')
@@ -96,7 +98,7 @@ export class EventLogFile {
   }
 
   append (event: SessionEvent): void {
-    if (!SAFE_NAME.test(event.profile)) return
+    if (!SAFE_NAME.test(event.profile) || !this.persists(event.profile)) return
     const s = this.state(event.profile)
     s.pending.push(JSON.stringify(event) + '\n')
     if (!s.scheduled) {

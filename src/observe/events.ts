@@ -193,6 +193,11 @@ export class SessionEvents {
     return () => { set.delete(listener) }
   }
 
+  /** Persists only the profiles `filter` accepts (a memory-only profile writes no file). */
+  persistOnly (filter: (profile: string) => boolean): void {
+    if (this.file !== null) this.file.persists = filter
+  }
+
   async close (): Promise<void> {
     await this.file?.close()
   }

@@ -57,6 +57,19 @@ t.test('all files stay within events.maxTotalFileBytes: the least recently writt
   t.same(ev.list('d').events.length > 0, true)
 })
 
+t.test('persistOnly: a memory-only profile writes no event file', async (t) => {
+  const dir = tempDir('sp-evfile-')
+  t.teardown(() => cleanup(dir))
+  const ev = new SessionEvents(config(), dir, log)
+  ev.persistOnly((p) => p !== 'mem')
+  ev.record('mem', big(1))
+  ev.record('disk', big(1))
+  await ev.close()
+  t.same(readdirSync(join(dir, 'events')), ['disk.jsonl'])
+  t.equal(ev.list('mem').events.length, 1, 'still in memory')
+  new SessionEvents(config({ persist: false }), dir, log).persistOnly(() => false)
+})
+
 t.test('events persist by default: config/default.yaml', async (t) => {
   const yaml = readFileSync(new URL('../../config/default.yaml', import.meta.url), 'utf8')
   t.match(yaml, /\nevents:\n(?:.*\n)*?\s+persist: true\n/)
