@@ -72,6 +72,11 @@ export class EventLogFile {
     for (const f of found) this.setSize(f.profile, f.size)
   }
 
+  /** Whether the profile has a file (from an earlier run or this one). */
+  has (profile: string): boolean {
+    return this.sizes.has(profile)
+  }
+
   /** The newest `max` events of a profile from a previous run (sync: once per profile, like the jar load). */
   load (profile: string): SessionEvent[] {
     if (!SAFE_NAME.test(profile)) return []

@@ -173,7 +173,8 @@ export class SessionEvents {
   }
 
   list (profile: string, opts: ListOptions = {}): EventPage {
-    const p = this.logs.get(profile) ?? (this.file !== null ? this.profileLog(profile) : undefined)
+    // Only a profile with a file is loaded: asking about any name must not grow the map.
+    const p = this.logs.get(profile) ?? (this.file?.has(profile) === true ? this.profileLog(profile) : undefined)
     if (p === undefined || p.ring.length === 0) return { profile, events: [], lastSeq: p?.seq ?? 0, firstSeq: (p?.seq ?? 0) + 1 }
     const limit = Math.max(0, Math.min(opts.limit ?? DEFAULT_LIST_LIMIT, p.ring.capacity))
     const firstSeq = p.ring.at(0).seq

@@ -70,6 +70,19 @@ t.test('persistOnly: a memory-only profile writes no event file', async (t) => {
   new SessionEvents(config({ persist: false }), dir, log).persistOnly(() => false)
 })
 
+t.test('listing a profile without events or file holds nothing for it', async (t) => {
+  const dir = tempDir('sp-evfile-')
+  t.teardown(() => cleanup(dir))
+  const ev = new SessionEvents(config(), dir, log)
+  for (let i = 0; i < 100; i++) t.same(ev.list(`nobody-${i}`).events, [])
+  t.equal((ev as unknown as { logs: Map<string, unknown> }).logs.size, 0, 'no log per asked name')
+  ev.record('p', big(1))
+  await ev.close()
+  const again = new SessionEvents(config(), dir, log)
+  t.equal(again.list('p').events.length, 1, 'a profile with a file is loaded from it')
+  await again.close()
+})
+
 t.test('events persist by default: config/default.yaml', async (t) => {
   const yaml = readFileSync(new URL('../../config/default.yaml', import.meta.url), 'utf8')
   t.match(yaml, /\nevents:\n(?:.*\n)*?\s+persist: true\n/)
