@@ -14,6 +14,7 @@ import { createRequire } from 'node:module'
 import type { Logger } from 'pino'
 import type { Config } from './config/schema.js'
 import { SessionEvents } from './observe/events.js'
+import { matchProfileSettings } from './session/profile-settings.js'
 import { admitAdminRequest, createAdminGate, registerAdmin } from './admin/index.js'
 import { createObservability } from './observe/services.js'
 import { ConfigError, SessionProxyError } from './errors.js'
@@ -144,6 +145,8 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
   const via: ViaIdentity = { pseudonym, entry: `1.1 ${pseudonym}` }
   const users = proxyUsers(config)
   const events = new SessionEvents(config.events, config.dataDir, log)
+  // A memory-only profile (persist: false) leaves no file behind, its events included.
+  events.persistOnly((name) => matchProfileSettings(config.profiles, name)?.settings.persist !== false)
   const deps: ProxyDeps = { pool, profiles, log, accessLog: createAccessLogger(log), via, proxyUsers: users, observers: [], events }
   const observe = createObservability({ config, profiles, pool, deps, events, log, version: opts.version })
   const upgradedSockets = new Set<Socket>()

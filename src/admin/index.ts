@@ -14,6 +14,7 @@ import { ERROR_HEADER } from '../proxy/respond.js'
 import type { ProfileRegistry } from '../session/profiles.js'
 import { describeAdminError, INTERNAL_MESSAGE, writeAdminError } from './admin-errors.js'
 import { caRoute } from './ca-route.js'
+import { exchangeRoutes } from './exchange-routes.js'
 import { checkAdminRequest, compileGateRules, type GateRules } from './gate.js'
 import { lifecycleRoutes } from './lifecycle-routes.js'
 import { loginRoute } from './login-route.js'
@@ -109,4 +110,5 @@ export function registerAdmin (app: FastifyInstance, opts: AdminOptions): void {
   void app.register(observeRoutes, { profiles, observe, streamBufferBytes: config.limits.maxAdminStreamBufferBytes, log })
   void app.register(pageRoutes)
   void app.register(lifecycleRoutes, { profiles, config })
+  void app.register(exchangeRoutes, { profiles, observe })
 }

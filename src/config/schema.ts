@@ -298,7 +298,9 @@ export const configSchema = {
         maxTotal: { type: 'integer', minimum: 1, maximum: 100000000 },
         persist: { type: 'boolean' },
         sessionCookies: { type: 'array', items: { type: 'string', minLength: 1 } },
-        fixationWindowMs: nonNegativeInt
+        fixationWindowMs: nonNegativeInt,
+        maxFileBytes: { type: 'integer', minimum: 1024, maximum: 1099511627776 },
+        maxTotalFileBytes: { type: 'integer', minimum: 1024, maximum: 1099511627776 }
       }
     },
     metrics: {

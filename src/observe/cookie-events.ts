@@ -90,38 +90,40 @@ export class CookieEventWiring {
 
   onChange (profile: Profile, change: CookieChange, requestId: number | null): void {
     const name = profile.name
+    // The URL whose response changed the jar (undefined for admin changes and expiry).
+    const url = requestId !== null ? profile.activeUrl ?? undefined : undefined
     if (change.type === 'clear') {
-      this.events.record(name, { type: 'jar.cleared', requestId })
+      this.events.record(name, { type: 'jar.cleared', requestId, url })
       return
     }
     const cookie = cookieRef(change.cookie)
     if (change.type === 'set') {
       if (change.previous === undefined) {
-        this.events.record(name, { type: 'cookie.set', requestId, cookie })
+        this.events.record(name, { type: 'cookie.set', requestId, url, cookie })
         const d = this.loginState(name).deleted
-        if (d !== null && d.requestId === requestId && d.key === keyOf(cookie) && d.hash !== cookie.valueHash) this.rotated(name, cookie, d.hash, requestId)
+        if (d !== null && d.requestId === requestId && d.key === keyOf(cookie) && d.hash !== cookie.valueHash) this.rotated(name, cookie, d.hash, requestId, url)
       } else {
         const previous = cookieRef(change.previous)
-        this.events.record(name, { type: 'cookie.changed', requestId, cookie, previous, changed: changedAttributes(previous, cookie) })
-        if (previous.valueHash !== cookie.valueHash && previous.valueHash !== EMPTY_HASH) this.rotated(name, cookie, previous.valueHash, requestId)
+        this.events.record(name, { type: 'cookie.changed', requestId, url, cookie, previous, changed: changedAttributes(previous, cookie) })
+        if (previous.valueHash !== cookie.valueHash && previous.valueHash !== EMPTY_HASH) this.rotated(name, cookie, previous.valueHash, requestId, url)
       }
       return
     }
     switch (change.reason) {
       case 'evicted':
-        this.events.record(name, { type: 'cookie.evicted', requestId, cookie })
+        this.events.record(name, { type: 'cookie.evicted', requestId, url, cookie })
         break
       case 'removed':
-        this.events.record(name, { type: 'cookie.deleted', requestId, cookie, by: 'admin' })
+        this.events.record(name, { type: 'cookie.deleted', requestId, url, cookie, by: 'admin' })
         break
       case 'expired':
         // The store reports a Set-Cookie with a past expiry as 'expired' too;
         // during a response's capture it is the server deleting the cookie.
         if (requestId !== null) {
-          this.events.record(name, { type: 'cookie.deleted', requestId, cookie, by: 'server' })
+          this.events.record(name, { type: 'cookie.deleted', requestId, url, cookie, by: 'server' })
           if (this.isSessionCookie(cookie.name)) this.loginState(name).deleted = { key: keyOf(cookie), hash: cookie.valueHash, requestId }
         } else {
-          this.events.record(name, { type: 'cookie.expired', requestId, cookie })
+          this.events.record(name, { type: 'cookie.expired', requestId, url, cookie })
         }
         break
     }
@@ -142,7 +144,7 @@ export class CookieEventWiring {
     return this.sessionNames.has(name.toLowerCase())
   }
 
-  private rotated (profile: string, cookie: CookieRef, from: string, requestId: number | null): void {
+  private rotated (profile: string, cookie: CookieRef, from: string, requestId: number | null, url: string | undefined): void {
     if (!this.isSessionCookie(cookie.name)) return
     const s = this.loginState(profile)
     let loginSeq: number | null = null
@@ -152,6 +154,7 @@ export class CookieEventWiring {
     this.events.record(profile, {
       type: 'session.rotated',
       requestId,
+      url,
       name: cookie.name,
       domain: cookie.domain,
       path: cookie.path,

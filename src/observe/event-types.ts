@@ -48,7 +48,12 @@ export type RejectReason =
  * `Exchange`, also `_requestId` in the HAR export), or null when no request
  * did (admin call, expiry noticed on a lookup, timer).
  */
-export type EventInput =
+export type EventInput = EventBody & {
+  /** The URL of the request that caused it (scheme://authority/path?query), when one did. */
+  url?: string
+}
+
+type EventBody =
   | { type: 'cookie.set', requestId: number | null, cookie: CookieRef }
   | { type: 'cookie.changed', requestId: number | null, cookie: CookieRef, previous: CookieRef, changed: string[] }
   /** `by`: 'server' (a Set-Cookie with a past expiry), 'admin' (the admin API). */

@@ -8,7 +8,7 @@
  */
 import type { Logger } from 'pino'
 import type { EventInput, SessionEvent } from './event-types.js'
-import { EventLogFile } from './event-log-file.js'
+import { DEFAULT_FILE_LIMITS, EventLogFile } from './event-log-file.js'
 
 export interface EventsConfig {
   /** Events kept per profile; older ones are dropped. */
@@ -21,6 +21,10 @@ export interface EventsConfig {
   sessionCookies: string[]
   /** A rotation this soon after login.succeeded counts as fixation protection. */
   fixationWindowMs: number
+  /** Bytes of one profile's persisted file (default 4 MiB). */
+  maxFileBytes?: number
+  /** Bytes of all persisted files together (default 256 MiB). */
+  maxTotalFileBytes?: number
 }
 
 export type EventListener = (event: SessionEvent) => void
@@ -117,7 +121,7 @@ export class SessionEvents {
   constructor (config: EventsConfig, dataDir: string | null, log: Logger) {
     this.config = config
     this.log = log
-    this.file = config.persist && dataDir !== null ? new EventLogFile(dataDir, config.maxPerProfile, log) : null
+    this.file = config.persist && dataDir !== null ? new EventLogFile(dataDir, config.maxPerProfile, log, { maxFileBytes: config.maxFileBytes ?? DEFAULT_FILE_LIMITS.maxFileBytes, maxTotalFileBytes: config.maxTotalFileBytes ?? DEFAULT_FILE_LIMITS.maxTotalFileBytes }) : null
     if (this.file !== null) this.file.snapshot = (profile) => this.profileLog(profile).ring.toArray()
   }
 
@@ -169,7 +173,8 @@ export class SessionEvents {
   }
 
   list (profile: string, opts: ListOptions = {}): EventPage {
-    const p = this.logs.get(profile) ?? (this.file !== null ? this.profileLog(profile) : undefined)
+    // Only a profile with a file is loaded: asking about any name must not grow the map.
+    const p = this.logs.get(profile) ?? (this.file?.has(profile) === true ? this.profileLog(profile) : undefined)
     if (p === undefined || p.ring.length === 0) return { profile, events: [], lastSeq: p?.seq ?? 0, firstSeq: (p?.seq ?? 0) + 1 }
     const limit = Math.max(0, Math.min(opts.limit ?? DEFAULT_LIST_LIMIT, p.ring.capacity))
     const firstSeq = p.ring.at(0).seq
@@ -187,6 +192,11 @@ export class SessionEvents {
     const set = profile === null ? this.all : this.profileLog(profile).listeners
     set.add(listener)
     return () => { set.delete(listener) }
+  }
+
+  /** Persists only the profiles `filter` accepts (a memory-only profile writes no file). */
+  persistOnly (filter: (profile: string) => boolean): void {
+    if (this.file !== null) this.file.persists = filter
   }
 
   async close (): Promise<void> {

@@ -166,6 +166,11 @@ export class ManagedExchange {
     res.once('close', () => { if (!res.writableFinished) this.onClientGone() })
   }
 
+  /** The request's URL, as capture and the events show it. */
+  private get url (): string {
+    return `${this.target.scheme}://${this.target.authority}${this.target.path}`
+  }
+
   private onClientGone (): void {
     if (this.clientGone) return
     this.clientGone = true
@@ -229,7 +234,7 @@ export class ManagedExchange {
 
       // No login for an origin the rule does not log in for: the answer is delivered as it is.
       if (signal !== null && here.login !== null && !renewed) {
-        deps.events.record(profile.name, { type: 'session.loggedOut', requestId: this.x.id, signal: signal.signal, detail: signal.detail })
+        deps.events.record(profile.name, { type: 'session.loggedOut', requestId: this.x.id, url: this.url, signal: signal.signal, detail: signal.detail })
         // The logged-out answer's cookies belong to an anonymous session that
         // the login replaces: they are not stored.
         if (!replayable && !complete) ({ body: buffered, complete } = await held.readAll(this.pilot.limits.loginMaxBodyBytes))
@@ -239,7 +244,7 @@ export class ManagedExchange {
         // A request whose client has gone is never replayed.
         this.checkClient()
         if (replayable) {
-          deps.events.record(profile.name, { type: 'request.replayed', requestId: this.x.id, originalRequestId: this.x.id, reason: `login after the session was seen logged out (${signal.signal})` })
+          deps.events.record(profile.name, { type: 'request.replayed', requestId: this.x.id, url: this.url, originalRequestId: this.x.id, reason: `login after the session was seen logged out (${signal.signal})` })
           continue
         }
         // The body was streamed and is gone: give the original answer, say the session is renewed.
@@ -255,7 +260,7 @@ export class ManagedExchange {
         csrfRetried = true
         await this.refreshCsrf(true)
         this.checkClient()
-        deps.events.record(profile.name, { type: 'request.replayed', requestId: this.x.id, originalRequestId: this.x.id, reason: 'csrf token refreshed after 403' })
+        deps.events.record(profile.name, { type: 'request.replayed', requestId: this.x.id, url: this.url, originalRequestId: this.x.id, reason: 'csrf token refreshed after 403' })
         continue
       }
 
@@ -317,7 +322,7 @@ export class ManagedExchange {
     const rejected: Array<{ name: string, source: string, reason: string }> = []
     for (const t of found) {
       if (t.rejected !== undefined) { rejected.push({ name: t.name, source: t.source, reason: t.rejected }); continue }
-      this.deps.events.record(this.profile.name, { type: refreshed || t.refreshed ? 'csrf.refreshed' : 'csrf.captured', requestId: this.x.id, name: t.name, source: t.source })
+      this.deps.events.record(this.profile.name, { type: refreshed || t.refreshed ? 'csrf.refreshed' : 'csrf.captured', requestId: this.x.id, url: this.url, name: t.name, source: t.source })
     }
     logRejected(this.deps, this.profile, this.target.authority, this.x.id, rejected)
   }
@@ -361,7 +366,7 @@ export class ManagedExchange {
       if (r.cookiesChanged) this.cookiesChanged = true
       const signal = this.pilot.loggedOut?.checkHead(r.status, r.headers, r.setCookies) ?? this.pilot.loggedOut?.checkBody(r.body) ?? null
       if (signal !== null && here.login !== null && i === 0) {
-        deps.events.record(profile.name, { type: 'session.loggedOut', requestId: this.x.id, signal: signal.signal, detail: `${signal.detail} (while fetching a CSRF token)` })
+        deps.events.record(profile.name, { type: 'session.loggedOut', requestId: this.x.id, url: this.url, signal: signal.signal, detail: `${signal.detail} (while fetching a CSRF token)` })
         await this.login(generation, 'logged-out')
         this.checkClient()
         continue
@@ -444,7 +449,8 @@ export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAu
   return await login.ensureLoggedIn(generation ?? login.generation, ignoreBackoff, async () => {
     const started = Date.now()
     const id = requestId ?? allocateExchangeId()
-    deps.events.record(profile.name, { type: 'login.started', requestId, flow: flow.name, trigger, relogin })
+    const url = `${target.scheme}://${target.authority}${target.path}`
+    deps.events.record(profile.name, { type: 'login.started', requestId, url, flow: flow.name, trigger, relogin })
     pilot.clearSessionHeadersFor(login.origin)
     const limits = { timeoutMs: pilot.limits.loginStepTimeoutMs, maxBodyBytes: pilot.limits.loginMaxBodyBytes }
     try {
@@ -460,12 +466,12 @@ export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAu
         jarCookieReader(profile, target),
         login.origin
       )
-      deps.events.record(profile.name, { type: 'login.succeeded', requestId, flow: flow.name, steps: result.steps, durationMs: Date.now() - started, relogin })
+      deps.events.record(profile.name, { type: 'login.succeeded', requestId, url, flow: flow.name, steps: result.steps, durationMs: Date.now() - started, relogin })
       deps.log.info({ profile: profile.name, host: target.authority, flow: flow.name, ms: Date.now() - started }, 'logged in')
       return result
     } catch (err) {
       const e = err instanceof LoginFailedError ? err : new LoginFailedError(flow.name, 'run', (err as Error).message)
-      deps.events.record(profile.name, { type: 'login.failed', requestId, flow: flow.name, steps: flow.stepCount, durationMs: Date.now() - started, relogin, error: e.message })
+      deps.events.record(profile.name, { type: 'login.failed', requestId, url, flow: flow.name, steps: flow.stepCount, durationMs: Date.now() - started, relogin, error: e.message })
       deps.log.warn({ profile: profile.name, host: target.authority, flow: flow.name, code: e.code, error: e.message }, 'login failed')
       throw e
     }

@@ -77,6 +77,8 @@ export class Profile {
   persistError: Error | null = null
   /** The exchange whose Set-Cookie lines are being stored right now. */
   activeRequestId: number | null = null
+  /** The URL of that exchange (the URL the cookies are stored for). */
+  activeUrl: string | null = null
   /** Login, CSRF and session-header handling; null keeps the plain fast path. */
   autopilot: ProfileAutopilot | null = null
   /** Declared in the config: never unloaded. */
@@ -108,10 +110,12 @@ export class Profile {
   capture (setCookies: readonly string[], url: string, requestId: number): boolean {
     if (this.readOnly || this.deleted) return false
     this.activeRequestId = requestId
+    this.activeUrl = url
     try {
       return this.jar.capture(setCookies, url)
     } finally {
       this.activeRequestId = null
+      this.activeUrl = null
     }
   }
 }

@@ -5,7 +5,7 @@
  * resolving to 127.0.0.1) cannot read the jar; and the proxy's own page works
  * with an admin token: it asks for it, sends it, and polls the timeline.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import http from 'node:http'
 import { chromium, type BrowserContext } from 'playwright-core'
 import t from 'tap'
@@ -111,10 +111,16 @@ if (!existsSync(CHROMIUM)) {
     await page.locator('#jar tbody tr[data-cookie="sid"]').waitFor()
     await viaProxy(tokenProxy.port, `${up.origin}/?set=${encodeURIComponent('theme=dark; Path=/')}`, { headers: { 'x-session-profile': 'alice' } })
     await page.locator('#timeline .event[data-type="cookie.set"]').filter({ hasText: 'theme' }).waitFor({ timeout: 10_000 })
-    await page.locator('#jar tbody tr[data-cookie="theme"] button').click()
+    await page.locator('#jar tbody tr[data-cookie="theme"] button.delete').click()
     await page.locator('#jar tbody tr[data-cookie="theme"]').waitFor({ state: 'detached' })
     t.notMatch(await jar(tokenProxy, { authorization: `Bearer ${TOKEN}` }), '"theme"', 'deleted with the token')
     t.match(await jar(tokenProxy, { authorization: `Bearer ${TOKEN}` }), 'SECRET')
+    // A plain link cannot send the token: the page downloads through fetch.
+    const downloading = page.waitForEvent('download')
+    await page.click('#cookies-export')
+    const download = await downloading
+    t.equal(download.suggestedFilename(), 'alice.cookies.txt')
+    t.match(readFileSync((await download.path())!, 'utf8'), /\tsid\tSECRET/, 'cookies.txt exported with the token')
     t.equal(prompts.length, 1, 'not asked again')
   })
 }

@@ -102,6 +102,7 @@ t.test('persist: false writes no file and is gone after a restart; readOnly neve
   t.equal(JSON.parse((await viaProxy(proxy.port, `${upstream.origin}/`, { headers: asProfile('scratch') })).body).cookie, 's=1', 'kept in memory')
   t.equal((await admin(proxy, 'PUT', '/_session/profiles/scratch/cookies/t', { value: '2', domain: '127.0.0.1' })).status, 200)
   t.notOk(existsSync(join(dataDir, 'jars', 'scratch.jsonl')), 'no file written')
+  t.notOk(existsSync(join(dataDir, 'events', 'scratch.jsonl')), 'no events file either (events persist by default)')
 
   t.equal((await admin(proxy, 'PUT', '/_session/profiles/fixture/cookies/sid', { value: 'shared', domain: '127.0.0.1' })).status, 200, 'admin writes still work')
   const fileBefore = readFileSync(join(dataDir, 'jars', 'fixture.jsonl'), 'utf8')
