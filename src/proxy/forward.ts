@@ -116,7 +116,7 @@ export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: Serv
   } catch (err) {
     const e = asProxyError(err)
     sendProxyError(res, e)
-    deps.accessLog.info({ method: req.method, host: target.authority, status: e.statusCode, ms: msSince(started), error: e.code }, 'rejected')
+    deps.accessLog.info({ method: req.method, host: target.authority, url: target.cookieUrl, status: e.statusCode, ms: msSince(started), error: e.code }, 'rejected')
     return
   }
   if (profile.autopilot !== null) {
@@ -129,23 +129,10 @@ export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: Serv
   const cookie = mergeCookieHeaders(info.cookie, profile.jar.cookieHeader(target.cookieUrl, target.cookieUrl))
   const defaults = profile.defaults.empty ? NO_DEFAULTS : profile.defaults.forHost(target.authority, target.host, target.port)
   const headers = buildRequestHeaders(raw, info, defaults, cookie, target.authority, appendVia(info.via, deps.via.entry))
-  const exchange: Exchange = {
-    id: nextExchangeId++,
-    method: req.method!,
-    target,
-    profile,
-    started,
-    startedAt: Date.now(),
-    requestHeaders: headers,
-    status: 0,
-    responseHeaders: null,
-    responseBytes: 0,
-    error: null
-  }
-  const handler = new ForwardHandler(deps, res, exchange, opts?.rewriteResponseHeaders)
+  const handler = new ForwardHandler(deps, res, req.method!, target, profile, started, headers, opts?.rewriteResponseHeaders)
   deps.pool.dispatch(target, {
     path: target.path,
-    method: req.method!,
+    method: handler.method,
     headers,
     body: info.hasBody ? req : null
   }, handler)
@@ -155,12 +142,37 @@ export function msSince (started: number): number {
   return Math.round((performance.now() - started) * 100) / 100
 }
 
-class ForwardHandler {
+/** The handler of the exchange a response belongs to, for the shared 'close' listener. */
+const kForward = Symbol('session-proxy: forward handler')
+
+/**
+ * A client that goes away aborts the upstream request. One listener function
+ * for every response (the handler hangs off the response), instead of a
+ * closure and a once() wrapper per request.
+ */
+function onResponseClose (this: ServerResponse): void {
+  const handler = (this as ServerResponse & { [kForward]?: ForwardHandler })[kForward]
+  if (handler !== undefined) handler.onClientClose()
+}
+
+/**
+ * undici's handler for one forwarded request, and the Exchange observers
+ * see: one object per request.
+ */
+class ForwardHandler implements Exchange {
+  readonly id: number
+  readonly method: string
+  readonly target: Target
+  readonly profile: Profile
+  readonly started: number
+  readonly startedAt: number
+  requestHeaders: string[]
+  status = 0
+  responseHeaders: string[] | null = null
+  responseBytes = 0
+  error: SessionProxyError | null = null
   private readonly deps: ProxyDeps
   private readonly res: ServerResponse
-  private readonly x: Exchange
-  private readonly target: Target
-  private readonly profile: Profile
   private readonly observed: boolean
   private readonly rewrite: ((headers: string[]) => void) | undefined
   private abort: ((err?: Error) => void) | null = null
@@ -171,23 +183,31 @@ class ForwardHandler {
    */
   private held: { chunks: Buffer[], complete: boolean, bodiless: boolean } | null = null
 
-  constructor (deps: ProxyDeps, res: ServerResponse, exchange: Exchange, rewrite?: (headers: string[]) => void) {
+  constructor (deps: ProxyDeps, res: ServerResponse, method: string, target: Target, profile: Profile, started: number, requestHeaders: string[], rewrite: ((headers: string[]) => void) | undefined) {
+    this.id = nextExchangeId++
+    this.method = method
+    this.target = target
+    this.profile = profile
+    this.started = started
+    this.startedAt = Date.now()
+    this.requestHeaders = requestHeaders
     this.deps = deps
     this.res = res
-    this.x = exchange
-    this.target = exchange.target
-    this.profile = exchange.profile
     this.observed = deps.observers.length > 0
     this.rewrite = rewrite
   }
 
   onConnect (abort: (err?: Error) => void): void {
-    if (this.abort === null) this.res.once('close', this.onClientClose)
+    if (this.abort === null) {
+      (this.res as ServerResponse & { [kForward]?: ForwardHandler })[kForward] = this
+      this.res.on('close', onResponseClose)
+    }
     this.abort = abort
     if (this.res.destroyed) abort()
   }
 
-  private readonly onClientClose = (): void => {
+  /** The response closed: before it finished, that is the client going away. */
+  onClientClose (): void {
     if (!this.finished) {
       this.finished = true
       this.abort?.(new Error('client closed the connection'))
@@ -211,14 +231,14 @@ class ForwardHandler {
       if (statusCode === 103) this.forwardEarlyHints(rawHeaders)
       return true
     }
-    this.x.status = statusCode
+    this.status = statusCode
     const { headers, setCookies } = buildResponseHeaders(rawHeaders, this.deps.via.entry)
     if (this.rewrite !== undefined) this.rewrite(headers)
-    const bodiless = isBodilessStatus(statusCode) || this.x.method === 'HEAD'
+    const bodiless = isBodilessStatus(statusCode) || this.method === 'HEAD'
     if (statusCode === 204) removeHeader(headers, 'content-length')
-    this.x.responseHeaders = headers
+    this.responseHeaders = headers
     this.res.on('drain', resume)
-    if (setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.x.id) && this.profile.pendingWrite !== null) {
+    if (setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.id) && this.profile.pendingWrite !== null) {
       // The response is held until the journal write carrying its cookie
       // changes has settled: once the client has the response, a kill -9
       // cannot lose what it set. Unchanged cookies never wait.
@@ -248,7 +268,7 @@ class ForwardHandler {
     const failure = this.profile.persistError ?? (rejected === null ? null : rejected instanceof Error ? rejected : new Error(String(rejected)))
     if (failure === null) return
     headers.push(PERSIST_FAILED_HEADER, 'failed')
-    this.deps.log.warn({ req: this.x.id, profile: this.profile.name, host: this.target.authority, err: failure.message }, 'cookie changes from this response were not persisted; delivered with x-session-proxy-persist: failed')
+    this.deps.log.warn({ req: this.id, profile: this.profile.name, host: this.target.authority, err: failure.message }, 'cookie changes from this response were not persisted; delivered with x-session-proxy-persist: failed')
   }
 
   /**
@@ -265,10 +285,9 @@ class ForwardHandler {
       this.refuseHead(err)
       return false
     }
-    if (this.observed) for (const o of this.deps.observers) o.onResponseHead?.(this.x)
+    if (this.observed) for (const o of this.deps.observers) o.onResponseHead?.(this)
     if (bodiless) {
       this.finished = true
-      this.res.off('close', this.onClientClose)
       this.res.end()
       this.logDone(undefined)
     }
@@ -294,8 +313,8 @@ class ForwardHandler {
       this.held.chunks.push(chunk)
       return false
     }
-    this.x.responseBytes += chunk.length
-    if (this.observed) for (const o of this.deps.observers) o.onResponseData?.(this.x, chunk)
+    this.responseBytes += chunk.length
+    if (this.observed) for (const o of this.deps.observers) o.onResponseData?.(this, chunk)
     return this.res.write(chunk)
   }
 
@@ -303,7 +322,6 @@ class ForwardHandler {
     if (this.finished) return
     if (this.held !== null) { this.held.complete = true; return }
     this.finished = true
-    this.res.off('close', this.onClientClose)
     this.res.end()
     this.logDone(undefined)
   }
@@ -318,9 +336,8 @@ class ForwardHandler {
   private fail (mapped: SessionProxyError): void {
     if (this.finished) return
     this.finished = true
-    this.res.off('close', this.onClientClose)
-    this.x.status = mapped.statusCode
-    this.x.error = mapped
+    this.status = mapped.statusCode
+    this.error = mapped
     if (this.res.headersSent) {
       // Too late for an error page: cut the connection so the client sees a
       // truncated body rather than a silently short one.
@@ -346,14 +363,13 @@ class ForwardHandler {
 
   private logDone (error: string | undefined, message?: string): void {
     const log = this.deps.accessLog
-    const x = this.x
     if (error === undefined) {
       if (log.isLevelEnabled('info')) {
-        log.info({ req: x.id, method: x.method, host: this.target.authority, status: x.status, ms: msSince(x.started), profile: this.profile.name }, 'proxied')
+        log.info({ req: this.id, method: this.method, host: this.target.authority, url: this.target.cookieUrl, status: this.status, ms: msSince(this.started), profile: this.profile.name }, 'proxied')
       }
     } else {
-      log.info({ req: x.id, method: x.method, host: this.target.authority, status: x.status, ms: msSince(x.started), profile: this.profile.name, error, detail: message }, 'proxy error')
+      log.info({ req: this.id, method: this.method, host: this.target.authority, url: this.target.cookieUrl, status: this.status, ms: msSince(this.started), profile: this.profile.name, error, detail: message }, 'proxy error')
     }
-    if (this.observed) for (const o of this.deps.observers) o.onDone?.(x)
+    if (this.observed) for (const o of this.deps.observers) o.onDone?.(this)
   }
 }

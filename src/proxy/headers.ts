@@ -24,6 +24,19 @@ const REBUILT_REQUEST = new Set(['host', 'cookie', 'expect', 'via', 'x-session-p
  */
 const NEVER_DEFAULT = new Set([...HOP_BY_HOP, 'host', 'expect', 'via', 'x-session-profile', 'content-length'])
 
+/**
+ * By name length, whether a header might be one the proxy drops or reads:
+ * any other name is copied without lower-casing it (most headers, most of
+ * the time). Indexed by length; names longer than the table are never special.
+ */
+function lengthTable (names: Iterable<string>): boolean[] {
+  const table: boolean[] = new Array<boolean>(20).fill(false)
+  for (const n of names) table[n.length] = true
+  return table
+}
+const SPECIAL_REQUEST_LENGTH = lengthTable([...HOP_BY_HOP, ...REBUILT_REQUEST])
+const SPECIAL_RESPONSE_LENGTH = lengthTable([...HOP_BY_HOP, 'set-cookie', 'via'])
+
 export interface RequestHeaderInfo {
   proxyAuthorization: string | undefined
   profile: string | undefined
@@ -120,8 +133,13 @@ export function buildRequestHeaders (
   const dropped = connectionTokens(info.connection)
   const out: string[] = []
   let present: Set<string> | null = defaults.length > 0 ? new Set() : null
+  const plain = dropped === null && present === null
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!
+    if (plain && SPECIAL_REQUEST_LENGTH[name.length] !== true) {
+      out.push(name, raw[i + 1]!)
+      continue
+    }
     const lower = name.toLowerCase()
     if (HOP_BY_HOP.has(lower) || REBUILT_REQUEST.has(lower) || (dropped !== null && dropped.has(lower))) continue
     present?.add(lower)
@@ -149,6 +167,34 @@ export interface ResponseHeaders {
  * non-ASCII header values reach the client unchanged.
  */
 export function buildResponseHeaders (raw: readonly Buffer[], viaEntry: string): ResponseHeaders {
+  // One pass for the usual response, whose Connection header (if any) names
+  // no other header; one that does takes the general two-pass way.
+  let connection: string | undefined
+  let via: string | undefined
+  const headers: string[] = []
+  let setCookies: string[] | null = null
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1')
+    const value = raw[i + 1]!.toString('latin1')
+    if (SPECIAL_RESPONSE_LENGTH[name.length] === true) {
+      const lower = name.toLowerCase()
+      if (lower === 'connection') {
+        connection = connection === undefined ? value : `${connection}, ${value}`
+        continue
+      }
+      if (HOP_BY_HOP.has(lower)) continue
+      if (lower === 'set-cookie') (setCookies ??= []).push(value)
+      else if (lower === 'via') { via = appendVia(via, value); continue }
+    }
+    headers.push(name, value)
+  }
+  if (connectionTokens(connection) !== null) return buildResponseHeadersNaming(raw, viaEntry)
+  headers.push('via', appendVia(via, viaEntry))
+  return { headers, setCookies }
+}
+
+/** buildResponseHeaders for a response whose Connection header names headers to drop. */
+function buildResponseHeadersNaming (raw: readonly Buffer[], viaEntry: string): ResponseHeaders {
   let connection: string | undefined
   let via: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
@@ -199,5 +245,6 @@ const UNWRITABLE = /[^\t\x20-\x7e\x80-\xff]/
  * response over when Node will not write it.
  */
 export function relayableReason (statusText: string): string | undefined {
+  if (statusText === 'OK') return statusText
   return statusText === '' || UNWRITABLE.test(statusText) ? undefined : statusText
 }
