@@ -58,7 +58,7 @@ for (const kind of ['CONNECT', 'upgrade'] as const) {
   t.test(`a ${kind} whose head completes while the proxy drains gets 503 SP_SHUTTING_DOWN`, async (t) => {
     let arrived!: () => void
     const requested = new Promise<void>((resolve) => { arrived = resolve })
-    const up = await startUpstream((req, res) => {
+    const up = await startUpstream((_req, res) => {
       arrived()
       setTimeout(() => { res.end('finished') }, 2500)
     })
