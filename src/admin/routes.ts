@@ -69,7 +69,10 @@ export async function adminRoutes (app: FastifyInstance, deps: AdminDeps): Promi
   })
 
   app.get('/_session/profiles', async () => ({
-    profiles: deps.profiles.names().map((name) => ({ name, cookies: deps.profiles.get(name).jar.size }))
+    // One unreadable jar (SP_PROFILE_UNAVAILABLE) shows as such; it does not fail the listing.
+    profiles: deps.profiles.names().map((name) => {
+      try { return { name, cookies: deps.profiles.get(name).jar.size } } catch (err) { return { name, cookies: null, error: (err as { code?: string }).code ?? 'SP_INTERNAL' } }
+    })
   }))
 
   app.get<{ Params: ProfileParams }>('/_session/profiles/:p/cookies', async (req) => {

@@ -29,6 +29,10 @@ t.test('an unreadable jar file: 503 SP_PROFILE_UNAVAILABLE for its profile only,
   t.equal(health.status, 'degraded')
   t.match(health.problems, [{ kind: 'unreadable', profile: 'p', file: jar, code: 'EISDIR' }], 'health names the file and the error')
 
+  const listing = await adminGet(proxy, '/_session/profiles')
+  t.equal(listing.status, 200, 'the profile listing still answers')
+  t.match(listing.json, { profiles: [{ name: 'p', cookies: null, error: 'SP_PROFILE_UNAVAILABLE' }, { name: 'q', cookies: 1 }] })
+
   rmdirSync(jar)
   const again = await curl(['-x', `http://p@127.0.0.1:${proxy.port}`, `${up.origin}/?set=a%3D1`])
   t.equal(again.status, 200, 'the profile works once its file can be read')
