@@ -122,7 +122,7 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorCatalogueEntry>> = {
   SP_LOGIN_STEP_TIMEOUT: { status: 502, meaning: 'A login step did not finish within limits.loginStepTimeoutMs; the message names the step.' },
   SP_LOGIN_STEP_TOO_LARGE: { status: 502, meaning: 'A login step answered with a body over limits.loginMaxBodyBytes; the message names the step.' },
   SP_CSRF_REFRESH_FAILED: { status: 502, meaning: 'Fetching a CSRF token failed or broke the login limits (time, bytes).' },
-  SP_SECRET_UNAVAILABLE: { status: 502, meaning: 'A login secret (a file) could not be read when the login ran; the message names its config key, never the value.' },
+  SP_SECRET_UNAVAILABLE: { status: 502, meaning: 'A secret (a login password, a hosts[].auth password or token) could not be read when a request needed it; the message names its config key, never the value.' },
   SP_CREDENTIALS_MISSING: { status: 502, meaning: 'The profile matched a block with a credentials file, but the file has no row for it; the message names the profile and the file.' },
   SP_CLIENT_GONE: { status: 0, meaning: 'Internal: the client went away while its request waited (a login, the pool); nothing is sent or replayed.' },
   // Admin API
@@ -136,6 +136,7 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorCatalogueEntry>> = {
   SP_ADMIN_BODY_TOO_LARGE: { status: 413, meaning: 'The admin request body is larger than limits.maxAdminBodyBytes.' },
   SP_ADMIN_MEDIA_TYPE: { status: 415, meaning: 'The admin request body has an unsupported content type.' },
   SP_BAD_URL: { status: 400, meaning: 'The admin request path has invalid percent-encoding.' },
+  SP_PROFILE_UNAVAILABLE: { status: 503, meaning: 'The profile\'s cookie jar file exists but cannot be read (EIO, EISDIR, EACCES); its requests are refused until it can, health names the file.' },
   SP_PROFILE_NOT_FOUND: { status: 404, meaning: 'No profile with that name.' },
   SP_COOKIE_NOT_FOUND: { status: 404, meaning: 'No cookie matches the given name, domain and path.' },
   SP_COOKIES_TXT_INVALID: { status: 400, meaning: 'An imported cookies.txt is invalid; nothing was changed.' },

@@ -17,6 +17,11 @@ export function uncaughtErrors (): number {
 }
 
 export function installProcessGuard (log: Logger): void {
+  // A write beyond the file-size limit (ulimit -f, RLIMIT_FSIZE) raises
+  // SIGXFSZ, whose default action ends the process: every session would be
+  // lost for one jar that could not grow. With a listener the write fails
+  // with EFBIG instead, which the journal reports and retries like a full disk.
+  if (process.platform !== 'win32') process.on('SIGXFSZ', () => {})
   process.on('uncaughtException', (err: Error, origin: string) => {
     caught++
     log.error({ err, origin }, GUARD_MESSAGE)

@@ -60,13 +60,26 @@ interface LoginState {
   /** seq and time of the last login.succeeded. */
   succeeded: { seq: number, at: number } | null
   /** The last session cookie a server deleted, to see delete-then-set as one rotation. */
-  deleted: { key: string, hash: string, requestId: number | null } | null
+  deleted: { key: string, hash: string, requestId: number | null, at: number } | null
 }
+
+/** A session-cookie deletion pairs with a set in the same response; older markers are stale. */
+const DELETED_MARKER_MS = 10_000
+/** Below this many tracked profiles no sweep runs. */
+const MIN_SWEEP_AT = 256
 
 export class CookieEventWiring {
   private readonly events: SessionEvents
   private readonly sessionNames: Set<string>
+  /**
+   * Login state by profile name. An entry lives only while it matters (a
+   * login running, a success within fixationWindowMs, a fresh deletion
+   * marker): finished ones are dropped at once, and a sweep, run when the map
+   * doubles, drops the ones that went stale, so profiles that come and go
+   * (unloaded, or one per client) do not accumulate.
+   */
   private readonly state = new Map<string, LoginState>()
+  private sweepAt = MIN_SWEEP_AT
 
   constructor (events: SessionEvents) {
     this.events = events
@@ -100,7 +113,8 @@ export class CookieEventWiring {
     if (change.type === 'set') {
       if (change.previous === undefined) {
         this.events.record(name, { type: 'cookie.set', requestId, url, cookie })
-        const d = this.loginState(name).deleted
+        // A lookup, not loginState(): a profile that only sets cookies holds no state.
+        const d = this.state.get(name)?.deleted ?? null
         if (d !== null && d.requestId === requestId && d.key === keyOf(cookie) && d.hash !== cookie.valueHash) this.rotated(name, cookie, d.hash, requestId, url)
       } else {
         const previous = cookieRef(change.previous)
@@ -121,7 +135,7 @@ export class CookieEventWiring {
         // during a response's capture it is the server deleting the cookie.
         if (requestId !== null) {
           this.events.record(name, { type: 'cookie.deleted', requestId, url, cookie, by: 'server' })
-          if (this.isSessionCookie(cookie.name)) this.loginState(name).deleted = { key: keyOf(cookie), hash: cookie.valueHash, requestId }
+          if (this.isSessionCookie(cookie.name)) this.loginState(name).deleted = { key: keyOf(cookie), hash: cookie.valueHash, requestId, at: Date.now() }
         } else {
           this.events.record(name, { type: 'cookie.expired', requestId, url, cookie })
         }
@@ -151,6 +165,7 @@ export class CookieEventWiring {
     if (s.running !== null) loginSeq = s.running
     else if (s.succeeded !== null && Date.now() - s.succeeded.at <= this.events.config.fixationWindowMs) loginSeq = s.succeeded.seq
     s.deleted = null
+    this.forgetIfIdle(profile, s, Date.now())
     this.events.record(profile, {
       type: 'session.rotated',
       requestId,
@@ -173,13 +188,36 @@ export class CookieEventWiring {
       s.running = null
       s.succeeded = { seq: e.seq, at: Date.now() }
     } else if (e.type === 'login.failed') {
-      this.loginState(e.profile).running = null
+      const s = this.loginState(e.profile)
+      s.running = null
+      this.forgetIfIdle(e.profile, s, Date.now())
     }
+  }
+
+  /** How many profiles have login state held (bounded; for tests and metrics). */
+  get trackedProfiles (): number {
+    return this.state.size
+  }
+
+  private forgetIfIdle (profile: string, s: LoginState, now: number): boolean {
+    if (s.deleted !== null && now - s.deleted.at > DELETED_MARKER_MS) s.deleted = null
+    if (s.succeeded !== null && now - s.succeeded.at > this.events.config.fixationWindowMs) s.succeeded = null
+    if (s.running !== null || s.succeeded !== null || s.deleted !== null) return false
+    this.state.delete(profile)
+    return true
+  }
+
+  /** Drops stale entries; amortised O(1) per new entry (runs when the map doubled since the last sweep). */
+  private sweep (): void {
+    const now = Date.now()
+    for (const [name, s] of this.state) this.forgetIfIdle(name, s, now)
+    this.sweepAt = Math.max(MIN_SWEEP_AT, this.state.size * 2)
   }
 
   private loginState (profile: string): LoginState {
     let s = this.state.get(profile)
     if (s === undefined) {
+      if (this.state.size >= this.sweepAt) this.sweep()
       s = { running: null, succeeded: null, deleted: null }
       this.state.set(profile, s)
     }

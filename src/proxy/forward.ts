@@ -127,7 +127,16 @@ export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: Serv
     }
   }
   const cookie = mergeCookieHeaders(info.cookie, profile.jar.cookieHeader(target.cookieUrl, target.cookieUrl))
-  const defaults = profile.defaults.empty ? NO_DEFAULTS : profile.defaults.forHost(target.authority, target.host, target.port)
+  let defaults = NO_DEFAULTS
+  try {
+    if (!profile.defaults.empty) defaults = profile.defaults.forHost(target.authority, target.host, target.port)
+  } catch (err) {
+    // A hosts[].auth secret that cannot be read now (502 SP_SECRET_UNAVAILABLE).
+    const e = asProxyError(err)
+    sendProxyError(res, e)
+    deps.accessLog.info({ method: req.method, host: target.authority, status: e.statusCode, ms: msSince(started), error: e.code }, 'rejected')
+    return
+  }
   const headers = buildRequestHeaders(raw, info, defaults, cookie, target.authority, appendVia(info.via, deps.via.entry))
   const handler = new ForwardHandler(deps, res, req.method!, target, profile, started, headers, opts?.rewriteResponseHeaders)
   deps.pool.dispatch(target, {

@@ -108,11 +108,27 @@ export class HeldResponse {
     return { body: Buffer.concat(chunks), complete: this.done && this.pending.length === 0 }
   }
 
-  /** Lets the rest of the body go, so the connection returns to the pool. */
-  discard (): void {
+  /**
+   * Lets the rest of the body go, so the connection returns to the pool, but
+   * at most `maxBytes` of it and for at most `timeoutMs`: a bigger or slower
+   * body costs the connection (aborted) instead of bandwidth and time.
+   */
+  discard (maxBytes: number, timeoutMs: number): void {
+    let size = this.pending.reduce((n, c) => n + c.length, 0)
     this.pending = []
     if (this.done) return
-    this.sink = () => true
+    if (size > maxBytes) { this.abort(); return }
+    const timer = setTimeout(() => this.abort(), timeoutMs)
+    timer.unref()
+    this.onSettled = () => clearTimeout(timer)
+    this.sink = (chunk) => {
+      size += chunk.length
+      if (size <= maxBytes) return true
+      clearTimeout(timer)
+      this.sink = () => false
+      this.abort()
+      return false
+    }
     this.resumeUpstream?.()
   }
 

@@ -305,12 +305,7 @@ export class ManagedExchange {
    */
   private discard (held: CancellableHeld): void {
     const { loginStepTimeoutMs, loginMaxBodyBytes } = this.pilot.limits
-    const timer = setTimeout(() => held.abort(), loginStepTimeoutMs)
-    timer.unref()
-    held.readAll(loginMaxBodyBytes).then(({ complete }) => {
-      clearTimeout(timer)
-      if (!complete) held.abort()
-    }, () => clearTimeout(timer))
+    held.discard(loginMaxBodyBytes, loginStepTimeoutMs)
   }
 
   private sideOptions (): SessionRequestOptions {
@@ -399,7 +394,13 @@ export class ManagedExchange {
     if (extraHeader !== null) headers.push(extraHeader[0], extraHeader[1])
     this.opts?.rewriteResponseHeaders?.(headers)
     x.responseHeaders = headers
-    res.writeHead(head.status, head.statusText || undefined, headers)
+    try {
+      res.writeHead(head.status, head.statusText || undefined, headers)
+    } catch (err) {
+      // A head Node will not write (a value it refuses): this answer cannot be relayed.
+      held.abort()
+      throw new SessionProxyError('SP_UPSTREAM_BAD_RESPONSE', 502, `the response head from ${this.target.authority} cannot be relayed: ${(err as Error).message}`, { cause: err })
+    }
     for (const o of this.deps.observers) o.onResponseHead?.(x)
     if (prefix !== null) { x.responseBytes += prefix.length; res.write(prefix) }
     let tokenBody: Buffer[] | null = this.pilot.wantsBody(head.contentType) && prefix === null ? [] : null

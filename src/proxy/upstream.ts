@@ -605,10 +605,16 @@ export class UpstreamPool {
     const dialPort = Number(dial.port === '' ? 443 : dial.port)
     const proxy = this.proxyFor('https', host, port)
     if (proxy === null) {
+      const timeoutMs = this.connectTimeoutMs
       return await new Promise((resolve, reject) => {
         const s = net.connect({ host: dialHost, port: dialPort })
-        s.once('connect', () => { s.off('error', reject); resolve(s) })
-        s.once('error', reject)
+        // A black-holed host never answers the SYN: without a timer the tunnel
+        // (and its client) would wait for the OS's own timeout, minutes later.
+        const timer = setTimeout(() => {
+          s.destroy(Object.assign(new Error(`no connection to ${authority} within ${timeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' }))
+        }, timeoutMs)
+        s.once('connect', () => { clearTimeout(timer); s.off('error', reject); resolve(s) })
+        s.once('error', (err) => { clearTimeout(timer); reject(err) })
       })
     }
     return await connectThroughProxy(new URL(proxy), dial.host, this.connectTimeoutMs)

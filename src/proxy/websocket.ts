@@ -16,6 +16,7 @@ import type { Duplex } from 'node:stream'
 import { performance } from 'node:perf_hooks'
 import { SessionProxyError } from '../errors.js'
 import type { Profile } from '../session/profiles.js'
+import type { DefaultHeader } from '../session/host-defaults.js'
 import { appendVia, buildRequestHeaders, buildResponseHeaders, mergeCookieHeaders, scanRequestHeaders } from './headers.js'
 import { allocateExchangeId, resolveRequestProfile, type ForwardOptions, type ProxyDeps } from './forward.js'
 import { joinSockets } from './tunnel.js'
@@ -55,8 +56,11 @@ export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: D
   const raw = req.rawHeaders
   const info = scanRequestHeaders(raw)
   let profile: Profile
+  let defaults: readonly DefaultHeader[] = []
   try {
     profile = resolveRequestProfile(deps, info, opts)
+    // Reads a hosts[].auth secret: one that is gone refuses this upgrade only (SP_SECRET_UNAVAILABLE).
+    if (!profile.defaults.empty) defaults = profile.defaults.forHost(target.authority, target.host, target.port)
   } catch (err) {
     const e = asProxyError(err)
     sendRawError(client, e)
@@ -64,7 +68,6 @@ export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: D
     return
   }
   const cookie = mergeCookieHeaders(info.cookie, profile.jar.cookieHeader(target.cookieUrl, target.cookieUrl))
-  const defaults = profile.defaults.empty ? [] : profile.defaults.forHost(target.authority, target.host, target.port)
   // Connection and Upgrade are hop-by-hop and dropped here; undici writes
   // its own `connection: upgrade` / `upgrade: websocket`. The Sec-WebSocket-*
   // headers pass as they are, so key, version, protocols and extensions are

@@ -4,7 +4,7 @@
  * looks up a ready list of headers to add where the client sent none.
  */
 import { readFileSync } from 'node:fs'
-import { ConfigError } from '../errors.js'
+import { ConfigError, SessionProxyError } from '../errors.js'
 import { compileHostPattern, type HostPattern } from '../net/host-pattern.js'
 import type { AuthRule, HostRule, SecretRef } from '../config/schema.js'
 
@@ -18,6 +18,8 @@ interface CompiledRule {
   where: string
   match: string
   auth: { type: AuthRule['type'], username: string | null } | null
+  /** Where the Authorization value comes from, read at use (see headersOf). */
+  authSource: AuthSource | null
 }
 
 /** One default header of a matching rule, with where it comes from (values of auth redacted). */
@@ -48,12 +50,27 @@ export function readSecret (ref: SecretRef, where: string, env: NodeJS.ProcessEn
   throw new ConfigError(`${where}: give one of value, env or file`)
 }
 
-function authHeader (auth: AuthRule, where: string, env: NodeJS.ProcessEnv): string {
+/**
+ * The Authorization value of an auth rule, read when a request needs it, so a
+ * secret file removed (or not yet mounted) after start fails only the
+ * requests to that rule's hosts (502 SP_SECRET_UNAVAILABLE naming the key),
+ * never the profile's other hosts or its (re)load.
+ */
+function authValue (auth: AuthRule, where: string, env: NodeJS.ProcessEnv): string {
   if (auth.type === 'basic') {
     const password = readSecret(auth.password, `${where}.password`, env)
     return 'Basic ' + Buffer.from(`${auth.username}:${password}`, 'utf8').toString('base64')
   }
   return 'Bearer ' + readSecret(auth.token, `${where}.token`, env)
+}
+
+/** Auth rules whose secrets were checked: at start, when the registry builds every configured profile's rules. */
+const checkedAuth = new WeakSet<AuthRule>()
+
+interface AuthSource {
+  rule: AuthRule
+  where: string
+  env: NodeJS.ProcessEnv
 }
 
 function compile (rule: HostRule, where: string, env: NodeJS.ProcessEnv): CompiledRule {
@@ -62,11 +79,32 @@ function compile (rule: HostRule, where: string, env: NodeJS.ProcessEnv): Compil
     if (/[\r\n\0]/.test(value)) throw new ConfigError(`${where}.headers.${name}: value contains a line break or NUL`)
     headers.push([name.toLowerCase(), name, value])
   }
-  if (rule.auth !== undefined && rule.auth !== null) headers.push(['authorization', 'Authorization', authHeader(rule.auth, `${where}.auth`, env)])
+  let authSource: AuthSource | null = null
+  if (rule.auth !== undefined && rule.auth !== null) {
+    authSource = { rule: rule.auth, where: `${where}.auth`, env }
+    // Checked once, so a missing secret stops the start with its key; later
+    // (re)loads of the profile do not read it again.
+    if (!checkedAuth.has(rule.auth)) {
+      authValue(rule.auth, authSource.where, env)
+      checkedAuth.add(rule.auth)
+    }
+  }
   const about = { where, match: rule.match, auth: rule.auth == null ? null : { type: rule.auth.type, username: rule.auth.type === 'basic' ? rule.auth.username : null } }
-  return { pattern: compileHostPattern(rule.match), headers, ...about }
+  return { pattern: compileHostPattern(rule.match), headers, authSource, ...about }
 }
 
+/** The rule's headers with its Authorization read now; throws 502 SP_SECRET_UNAVAILABLE when the secret cannot be read. */
+function headersOf (rule: CompiledRule): readonly DefaultHeader[] {
+  const src = rule.authSource
+  if (src === null) return rule.headers
+  let value: string
+  try {
+    value = authValue(src.rule, src.where, src.env)
+  } catch (err) {
+    throw new SessionProxyError('SP_SECRET_UNAVAILABLE', 502, (err as Error).message, { cause: err })
+  }
+  return [...rule.headers, ['authorization', 'Authorization', value]]
+}
 
 export class HostDefaults {
   private readonly rules: CompiledRule[]
@@ -91,7 +129,7 @@ export class HostDefaults {
     const byName = new Map<string, DefaultHeader>()
     for (const rule of this.rules) {
       if (!rule.pattern.matches(host, port)) continue
-      for (const h of rule.headers) byName.set(h[0], h)
+      for (const h of headersOf(rule)) byName.set(h[0], h)
     }
     found = [...byName.values()]
     if (this.cache.size > 4096) this.cache.clear()
@@ -105,7 +143,8 @@ export class HostDefaults {
     const byName = new Map<string, DefaultHeaderSource>()
     for (const rule of this.rules) {
       if (!rule.pattern.matches(host, port)) continue
-      for (const [lower, name, value] of rule.headers) {
+      const listed: readonly DefaultHeader[] = rule.authSource === null ? rule.headers : [...rule.headers, ['authorization', 'Authorization', '']]
+      for (const [lower, name, value] of listed) {
         const auth = lower === 'authorization' && rule.auth !== null
         const shown = auth
           ? `${rule.auth!.type === 'basic' ? 'Basic' : 'Bearer'} <redacted>${rule.auth!.username !== null ? ` (user ${rule.auth!.username})` : ''}`

@@ -14,6 +14,7 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { Cookie } from 'tough-cookie'
+import { SessionProxyError } from '../errors.js'
 import type { CookieChange } from './cookie-store.js'
 import { HandleBudget, Journal, type JournalOptions } from './journal.js'
 import { DataDirLock } from './data-dir-lock.js'
@@ -25,6 +26,17 @@ export interface LoadProblem {
   keptAs: string
   badLines: number[]
   firstError: string
+}
+
+/** A jar file the proxy could not read (EIO, EISDIR, EACCES): its profile answers 503 until it can. */
+export interface UnreadableProblem {
+  kind: 'unreadable'
+  profile: string
+  file: string
+  /** The OS error, e.g. "EISDIR: illegal operation on a directory, read". */
+  error: string
+  code: string | null
+  since: string
 }
 
 export interface LoadedJar {
@@ -109,24 +121,15 @@ export function replayJournal (text: string, now = Date.now()): { cookies: Cooki
   return { cookies, bad, lines: rows.length }
 }
 
-let fileSizeSignalHandled = false
-
-/**
- * A write beyond the file-size limit (ulimit -f, RLIMIT_FSIZE) raises
- * SIGXFSZ, whose default action ends the process: every session would be
- * lost for one jar that could not grow. With a listener the write fails with
- * EFBIG instead, which the journal reports and retries like a full disk.
- */
-function handleFileSizeSignal (): void {
-  if (fileSizeSignalHandled || process.platform === 'win32') return
-  fileSizeSignalHandled = true
-  process.on('SIGXFSZ', () => {})
-}
+/** Unreadable jars listed in health at most (a disk failing under many profiles). */
+const MAX_UNREADABLE_TRACKED = 100
 
 export class CookieJarStore {
   readonly dir: string
   private readonly handles = new HandleBudget(128)
   private readonly lock: DataDirLock
+  /** Jars that failed to read, by profile (latest first out of the cap), until a read succeeds. */
+  private readonly unreadable = new Map<string, UnreadableProblem>()
 
   constructor (dataDir: string) {
     this.dir = join(dataDir, 'jars')
@@ -142,7 +145,11 @@ export class CookieJarStore {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 })
     chmodSync(this.dir, 0o700)
     this.lock.acquire()
-    handleFileSizeSignal()
+  }
+
+  /** Jar files that could not be read at their latest attempt: health is degraded while this is not empty. */
+  get unreadableProblems (): UnreadableProblem[] {
+    return [...this.unreadable.values()]
   }
 
   /** Gives the data directory back (after every journal is closed). */
@@ -177,11 +184,24 @@ export class CookieJarStore {
     let text: string
     try {
       text = readFileSync(file, 'utf8')
+      if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { cookies: [], lines: 0, problem: null }
-      throw err
+      const code = (err as NodeJS.ErrnoException).code ?? null
+      if (code === 'ENOENT') {
+        this.unreadable.delete(profile)
+        return { cookies: [], lines: 0, problem: null }
+      }
+      // Opening the profile with an empty jar would overwrite cookies it may
+      // still hold on disk: refuse this profile's requests (503) until the
+      // file can be read, and say so in health; other profiles are not touched.
+      const message = (err as Error).message
+      const since = this.unreadable.get(profile)?.since ?? new Date().toISOString()
+      this.unreadable.delete(profile)
+      if (this.unreadable.size >= MAX_UNREADABLE_TRACKED) this.unreadable.delete(this.unreadable.keys().next().value!)
+      this.unreadable.set(profile, { kind: 'unreadable', profile, file, error: message, code, since })
+      throw new SessionProxyError('SP_PROFILE_UNAVAILABLE', 503, `the cookie jar of profile "${profile}" cannot be read (${code ?? message}); see /_session/health`, { cause: err })
     }
-    if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600)
+    this.unreadable.delete(profile)
     const { cookies, bad, lines } = replayJournal(text)
     if (bad.length === 0) return { cookies, lines, problem: null }
     const keptAs = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`

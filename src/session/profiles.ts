@@ -22,7 +22,7 @@ import type { Logger } from 'pino'
 import { BadProfileError, ConfigError } from '../errors.js'
 import { PROFILE_NAME_PATTERN, type Config, type ProfileConfig } from '../config/schema.js'
 import type { CookieChange } from './cookie-store.js'
-import { changeToRecord, snapshotOf, type CookieJarStore, type LoadProblem } from './jar-files.js'
+import { changeToRecord, snapshotOf, type CookieJarStore, type LoadProblem, type UnreadableProblem } from './jar-files.js'
 import type { Journal } from './journal.js'
 import { HostDefaults } from './host-defaults.js'
 import { ProfileAutopilot } from './autopilot/host-autopilot.js'
@@ -49,7 +49,7 @@ export interface PersistProblem {
   failures: number
 }
 
-export type RegistryProblem = LoadProblem | PersistProblem
+export type RegistryProblem = LoadProblem | PersistProblem | UnreadableProblem
 
 export interface ProfileHooks {
   /** `requestId` is the exchange whose response caused the change, or null (admin, expiry). */
@@ -182,7 +182,8 @@ export class ProfileRegistry {
 
   /** Load problems (damaged files, rejected records) and jars that are failing to write: health is degraded while this is not empty. */
   get problems (): RegistryProblem[] {
-    return this.persistProblems.size === 0 ? this.loadProblems : [...this.loadProblems, ...this.persistProblems.values()]
+    const unreadable = this.files.unreadableProblems
+    return this.persistProblems.size === 0 && unreadable.length === 0 ? this.loadProblems : [...this.loadProblems, ...this.persistProblems.values(), ...unreadable]
   }
 
   /** How many profiles' latest journal write failed. */

@@ -27,3 +27,30 @@ t.test('the jar\'s refusals get their own reasons', async (t) => {
   t.equal(classifyRejection('Cookie failed to parse'), 'parse-error', 'tough-cookie\'s reasons are unchanged')
   t.equal(classifyRejection('Cookie is Secure but this is not a secure connection'), 'secure-over-http')
 })
+
+t.test('login state is held only while it matters: profiles that come and go do not accumulate', async (t) => {
+  const { default: pino } = await import('pino')
+  const { SessionEvents } = await import('../../src/observe/events.js')
+  const { CookieEventWiring } = await import('../../src/observe/cookie-events.js')
+  const events = new SessionEvents({ maxPerProfile: 2, maxTotal: 100, persist: false, sessionCookies: ['JSESSIONID'], fixationWindowMs: 0 }, null, pino({ level: 'silent' }))
+  const wiring = new CookieEventWiring(events)
+  const login = { requestId: null, flow: 'form', relogin: false }
+  for (let i = 0; i < 5000; i++) {
+    const profile = `p${i}`
+    events.record(profile, { type: 'login.started', ...login, trigger: 'test' })
+    if (i % 2 === 0) events.record(profile, { type: 'login.succeeded', ...login, steps: 1, durationMs: 1 })
+    else events.record(profile, { type: 'login.failed', ...login, steps: 1, durationMs: 1, error: 'x' })
+  }
+  t.ok(wiring.trackedProfiles <= 512, `after 5000 logins of distinct profiles, ${wiring.trackedProfiles} entries are held`)
+  events.record('running', { type: 'login.started', ...login, trigger: 'test' })
+  for (let i = 0; i < 2000; i++) {
+    events.record(`q${i}`, { type: 'login.started', ...login, trigger: 'test' })
+    events.record(`q${i}`, { type: 'login.failed', ...login, steps: 1, durationMs: 1, error: 'x' })
+  }
+  // A session cookie rotated during the login that is still running is flagged as fixation protection.
+  const before = new Cookie({ key: 'JSESSIONID', value: 'old', domain: 'h.test', path: '/' })
+  const after = new Cookie({ key: 'JSESSIONID', value: 'new', domain: 'h.test', path: '/' })
+  wiring.onChange({ name: 'running' } as Parameters<typeof wiring.onChange>[0], { type: 'set', cookie: after, previous: before }, 7)
+  const rotated = events.list('running').events.find((e) => e.type === 'session.rotated')
+  t.match(rotated, { type: 'session.rotated', fixation: true }, 'a login still running keeps its state through sweeps')
+})
