@@ -148,6 +148,11 @@ export class CookieJarStore {
   }
 
   /** Jar files that could not be read at their latest attempt: health is degraded while this is not empty. */
+  /** Whether the profile's jar file exists but could not be read the last time it was opened. */
+  isUnreadable (profile: string): boolean {
+    return this.unreadable.has(profile)
+  }
+
   get unreadableProblems (): UnreadableProblem[] {
     return [...this.unreadable.values()]
   }

@@ -233,10 +233,12 @@ export class ProfileRegistry {
    * counting an unloaded jar means reading its file, and listing 20,000
    * profiles must not read 20,000 files.
    */
-  summaries (): Array<{ name: string, cookies: number | null, loaded: boolean, declared: boolean }> {
+  summaries (): Array<{ name: string, cookies: number | null, loaded: boolean, declared: boolean, error?: string }> {
     return this.names().map((name) => {
       const p = this.profiles.get(name) ?? this.unloading.get(name) ?? this.released.get(name)?.deref()
-      return { name, cookies: p === undefined ? null : p.jar.size, loaded: p !== undefined, declared: this.isDeclared(name) }
+      const summary = { name, cookies: p === undefined ? null : p.jar.size, loaded: p !== undefined, declared: this.isDeclared(name) }
+      // A jar that exists but cannot be read (SP_PROFILE_UNAVAILABLE) says so; it does not fail the listing.
+      return p === undefined && this.files.isUnreadable(name) ? { ...summary, error: 'SP_PROFILE_UNAVAILABLE' } : summary
     })
   }
 
