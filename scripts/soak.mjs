@@ -29,7 +29,6 @@
  * after the traffic stopped and idle connections closed), or when health is not
  * ok at the end.
  */
-import { spawn } from 'node:child_process'
 import { readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -182,8 +181,18 @@ const sampler = setInterval(() => {
 
 console.log(`soak: ${SECONDS} s against pid ${pid} (${proxy.url}); warm-up ${WARMUP} s; kinds: ${enabled.join(', ')}`)
 const ctx = {
-  proxy, deadline, isDead: () => died !== null, caFile, caPem, ProxyAgent, openWs,
-  springs, wsUp, rotating, tls, enabled
+  proxy,
+  deadline,
+  isDead: () => died !== null,
+  caFile,
+  caPem,
+  ProxyAgent,
+  openWs,
+  springs,
+  wsUp,
+  rotating,
+  tls,
+  enabled
 }
 const stats = await traffic(ctx)
 clearInterval(sampler)

@@ -45,6 +45,7 @@ export function streamEvents (req: FastifyRequest, reply: FastifyReply, events: 
   /** Heartbeats seen while behind. */
   let stalledBeats = 0
   let unsubscribe = (): void => {}
+  // eslint-disable-next-line prefer-const -- assigned after cleanup(), which clears it, is defined
   let heartbeat: NodeJS.Timeout | undefined
   const cleanup = (): void => {
     if (closed) return

@@ -29,7 +29,6 @@ Options:
 
 interface Out { write: (s: string) => void }
 
-
 function pad (s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length)
 }

@@ -120,6 +120,7 @@ function patchPausedFinish (parser: H1Parser): void {
     return finish.call(this)
   }
 }
+// eslint-disable-next-line @typescript-eslint/no-redeclare -- the type of the lazily loaded class of the same name
 type Agent = import('undici').Agent
 type Connector = import('undici').buildConnector.connector
 import { ConfigError, UpstreamError } from '../errors.js'

@@ -96,7 +96,7 @@ interface Batch {
 
 function newBatch (): Batch {
   let resolve!: () => void
-  const promise = new Promise<void>((r) => { resolve = r })
+  const promise = new Promise<void>((_resolve) => { resolve = _resolve })
   return { promise, resolve }
 }
 

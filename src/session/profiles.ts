@@ -168,8 +168,9 @@ export class ProfileRegistry {
     // Fail at start-up, not at the first request, on a missing secret.
     this.sharedDefaults = new HostDefaults(config.hosts, [], 'default')
     for (const [name, p] of Object.entries(config.profiles)) {
-      new HostDefaults(config.hosts, p.hosts ?? [], name)
-      if (p.autopilot !== undefined) new ProfileAutopilot(p.autopilot, name, config.limits, p.credentials)
+      // Built once here only to validate the blocks (they throw ConfigError), so a bad one stops the start.
+      void new HostDefaults(config.hosts, p.hosts ?? [], name)
+      if (p.autopilot !== undefined) void new ProfileAutopilot(p.autopilot, name, config.limits, p.credentials)
       // A login's cookies must be stored for the session to exist.
       if (p.readOnly === true && (p.autopilot?.length ?? 0) > 0) throw new ConfigError(`profiles.${name}: readOnly and autopilot do not go together (the autopilot's logins store the session cookies); import the session instead (PUT /_session/profiles/${name}/cookies.txt)`)
     }

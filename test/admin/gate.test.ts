@@ -102,9 +102,9 @@ t.test('changes: foreign Origin 403, POST needs the header or the token', async 
   t.equal(await req('POST', host, 'x-session-proxy-admin: 1'), 'ok')
   t.equal(await req('POST', host, 'x-session-proxy-admin: 1', `Origin: http://localhost:${port}`), 'ok')
   t.equal(await req('POST', host, 'x-session-proxy-admin: 1', `Origin: https://localhost:${port}`), 'ok', 'a TLS front on the same authority')
-  t.equal(await req('POST', `Host: localhost`, 'x-session-proxy-admin: 1', 'Origin: http://localhost'), 'ok', 'no port on either: port 80')
-  t.equal(await req('POST', `Host: localhost`, 'x-session-proxy-admin: 1', 'Origin: https://localhost'), 'ok', 'no port on either: 443 for https')
-  t.equal(await req('POST', `Host: localhost`, 'x-session-proxy-admin: 1', 'Origin: http://localhost:81'), '403 SP_ADMIN_ORIGIN')
+  t.equal(await req('POST', 'Host: localhost', 'x-session-proxy-admin: 1', 'Origin: http://localhost'), 'ok', 'no port on either: port 80')
+  t.equal(await req('POST', 'Host: localhost', 'x-session-proxy-admin: 1', 'Origin: https://localhost'), 'ok', 'no port on either: 443 for https')
+  t.equal(await req('POST', 'Host: localhost', 'x-session-proxy-admin: 1', 'Origin: http://localhost:81'), '403 SP_ADMIN_ORIGIN')
   t.equal(await req('POST', host, 'x-session-proxy-admin: 1', 'Origin: https://front.example'), 'ok', 'admin.hosts')
   for (const origin of ['http://attacker.example', 'null', `http://127.0.0.1:${port}`, `ftp://localhost:${port}`, 'not a url', `http://localhost:${port + 1}`]) {
     t.equal(await req('POST', host, 'x-session-proxy-admin: 1', `Origin: ${origin}`), '403 SP_ADMIN_ORIGIN', origin)

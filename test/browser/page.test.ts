@@ -214,27 +214,27 @@ if (!existsSync(CHROMIUM)) {
   t.test('cookie add and edit from the page: the next proxied request carries it', async (t) => {
     const skip = await routeExists('PUT', '/_session/profiles/app/cookies/probe', '{}') ? false : 'PUT /_session/profiles/{p}/cookies/{name} is not on this branch yet'
     await t.test('add, edit, send', { skip }, async (t) => {
-    await page.click('#add-cookie')
-    await page.fill('#cookie-name', 'flavour')
-    await page.fill('#cookie-value', 'vanilla')
-    await page.fill('#cookie-domain', '127.0.0.1')
-    await page.fill('#cookie-path', '/api')
-    await page.selectOption('#cookie-samesite', 'lax')
-    await page.click('#cookie-save')
-    const row = page.locator('#jar tbody tr[data-cookie="flavour"]')
-    await row.waitFor()
-    t.match(await row.textContent(), /flavour\s*vanilla\s*127\.0\.0\.1\s*\/api/)
-    await row.locator('button.edit').click()
-    t.equal(await page.inputValue('#cookie-value'), 'vanilla', 'the form opens filled')
-    t.equal(await page.getAttribute('#cookie-name', 'readonly'), '', 'the name is the key: not editable')
-    await page.fill('#cookie-value', 'chocolate')
-    await page.check('#cookie-httponly')
-    await page.click('#cookie-save')
-    await page.waitForFunction(() => document.querySelector('#jar tr[data-cookie="flavour"]')?.textContent?.includes('chocolate') === true)
-    t.match(await row.textContent(), /HttpOnly/)
-    t.ok(await page.locator('#cookie-form').isHidden(), 'the form closes when saved')
-    await curl([...as, `${app.origin}/api/me`])
-    t.match(app.requests.at(-1)!.headers.cookie, /flavour=chocolate/, 'the next proxied request carries the edited value')
+      await page.click('#add-cookie')
+      await page.fill('#cookie-name', 'flavour')
+      await page.fill('#cookie-value', 'vanilla')
+      await page.fill('#cookie-domain', '127.0.0.1')
+      await page.fill('#cookie-path', '/api')
+      await page.selectOption('#cookie-samesite', 'lax')
+      await page.click('#cookie-save')
+      const row = page.locator('#jar tbody tr[data-cookie="flavour"]')
+      await row.waitFor()
+      t.match(await row.textContent(), /flavour\s*vanilla\s*127\.0\.0\.1\s*\/api/)
+      await row.locator('button.edit').click()
+      t.equal(await page.inputValue('#cookie-value'), 'vanilla', 'the form opens filled')
+      t.equal(await page.getAttribute('#cookie-name', 'readonly'), '', 'the name is the key: not editable')
+      await page.fill('#cookie-value', 'chocolate')
+      await page.check('#cookie-httponly')
+      await page.click('#cookie-save')
+      await page.waitForFunction(() => document.querySelector('#jar tr[data-cookie="flavour"]')?.textContent?.includes('chocolate') === true)
+      t.match(await row.textContent(), /HttpOnly/)
+      t.ok(await page.locator('#cookie-form').isHidden(), 'the form closes when saved')
+      await curl([...as, `${app.origin}/api/me`])
+      t.match(app.requests.at(-1)!.headers.cookie, /flavour=chocolate/, 'the next proxied request carries the edited value')
     })
   })
 
@@ -284,23 +284,23 @@ if (!existsSync(CHROMIUM)) {
     const canDelete = await routeExists('DELETE', '/_session/profiles/no-such-profile-probe')
     t.comment(`POST /_session/profiles ${canCreate ? 'exists' : 'is missing'}; DELETE /_session/profiles/{p} ${canDelete ? 'exists' : 'is missing'}`)
     await t.test('create, then delete', { skip: canDelete ? false : 'DELETE /_session/profiles/{p} is not on this branch yet' }, async (t) => {
-    if (canCreate) {
-      await page.fill('#profile-name', 'scratch')
-      await page.click('#profile-form button[type="submit"]')
-      await page.waitForSelector('.profile[data-profile="scratch"].active')
-    } else {
-      await curl(['-x', `http://scratch@127.0.0.1:${proxy.port}`, `${app.origin}/api/prefs`])
-      await page.locator('.profile[data-profile="scratch"]').click({ timeout: 10_000 })
-      await page.waitForSelector('.profile[data-profile="scratch"].active')
-    }
-    const asked: string[] = []
-    page.once('dialog', (d) => { asked.push(d.message()); void d.accept() })
-    await page.click('#delete-profile')
-    await page.locator('.profile[data-profile="scratch"]').waitFor({ state: 'detached' })
-    const list = await (await fetch(`${proxy.url}/_session/profiles`)).json() as { profiles: Array<{ name: string }> }
-    t.notOk(list.profiles.some((p) => p.name === 'scratch'), 'gone from the proxy too')
-    t.match(asked, [/Delete profile scratch/], 'asked first')
-    t.ok(await page.locator('.profile.active').count() === 1, 'the page moved on to another profile')
+      if (canCreate) {
+        await page.fill('#profile-name', 'scratch')
+        await page.click('#profile-form button[type="submit"]')
+        await page.waitForSelector('.profile[data-profile="scratch"].active')
+      } else {
+        await curl(['-x', `http://scratch@127.0.0.1:${proxy.port}`, `${app.origin}/api/prefs`])
+        await page.locator('.profile[data-profile="scratch"]').click({ timeout: 10_000 })
+        await page.waitForSelector('.profile[data-profile="scratch"].active')
+      }
+      const asked: string[] = []
+      page.once('dialog', (d) => { asked.push(d.message()); void d.accept() })
+      await page.click('#delete-profile')
+      await page.locator('.profile[data-profile="scratch"]').waitFor({ state: 'detached' })
+      const list = await (await fetch(`${proxy.url}/_session/profiles`)).json() as { profiles: Array<{ name: string }> }
+      t.notOk(list.profiles.some((p) => p.name === 'scratch'), 'gone from the proxy too')
+      t.match(asked, [/Delete profile scratch/], 'asked first')
+      t.ok(await page.locator('.profile.active').count() === 1, 'the page moved on to another profile')
     })
   })
 

@@ -75,8 +75,7 @@ t.before(async () => {
       // A JSON escape: the token is the character U+20AC itself, which latin1 cannot carry.
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end('{"token":"caf\\u20ac"}')
-    }
-    else if (req.path === '/page') {
+    } else if (req.path === '/page') {
       res.writeHead(200, { 'content-type': 'text/html' })
       res.end('<form><input type="hidden" name="_csrf" value="x&#13;&#10;Evil: 1"></form>')
     } else json(res, 200, { ok: true })

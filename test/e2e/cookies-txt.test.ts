@@ -29,7 +29,7 @@ t.test('cookies.txt round-trips with curl -b/-c files', async (t) => {
   t.match(listed.cookies.find((c) => c.name === 'wide'), { hostOnly: false, domain: 'example.test' })
 
   // The proxy's export is a file curl reads with -b.
-  await curl(['-x', proxy.url, `http://app.example.test/?set=fromproxy%3Dyes%3B%20Path%3D%2F`])
+  await curl(['-x', proxy.url, 'http://app.example.test/?set=fromproxy%3Dyes%3B%20Path%3D%2F'])
   const exported = await curl([`${proxy.url}/_session/profiles/default/cookies.txt`])
   t.equal(exported.status, 200)
   const exportFile = join(dir, 'exported.txt')

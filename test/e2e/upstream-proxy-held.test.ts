@@ -67,7 +67,6 @@ t.test('held responses through tinyproxy', { skip: hasTinyproxy() || process.env
   await heldResponseChecks(t, proxy, app, 'tinyproxy', false)
   t.match(tiny.log(), new RegExp(`POST ${app.origin}/login HTTP`), 'it went through tinyproxy')
   t.match(app.requests.at(-1)!.headers.via ?? '', /tinyproxy/)
-
 })
 
 t.test('held responses through squid', { skip: hasSquid() || process.env.CI !== undefined ? false : 'squid is not installed (apt-get install squid)' }, async (t) => {

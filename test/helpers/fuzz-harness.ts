@@ -178,8 +178,7 @@ export async function rawExchange (port: number, bytes: Buffer, ending: Ending, 
       const data = Buffer.concat(chunks)
       resolve({ statuses: statusesIn(data), data, closed })
     }
-    let overall: NodeJS.Timeout | undefined
-    overall = setTimeout(finish, maxMs)
+    const overall: NodeJS.Timeout = setTimeout(finish, maxMs)
     socket.on('data', (c: Buffer) => {
       chunks.push(c)
       clearTimeout(quiet)

@@ -2,7 +2,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { Cookie } from 'tough-cookie'
 import { CookieJarStore, replayJournal } from '../../src/session/jar-files.js'
 import { MAX_EXPIRY_MS } from '../../src/session/sendable.js'
 

@@ -156,7 +156,7 @@ function originOfUrl (url: string): string | null {
 
 function checkRegex (source: string | undefined, where: string): void {
   if (source === undefined) return
-  try { new RegExp(source) } catch (err) { throw new ConfigError(`${where}: invalid regular expression: ${(err as Error).message}`) }
+  try { RegExp(source) } catch (err) { throw new ConfigError(`${where}: invalid regular expression: ${(err as Error).message}`) }
 }
 
 function fill (template: string, vars: ReadonlyMap<string, string>): string {

@@ -326,7 +326,7 @@ t.test('a secret that goes away after start fails the login with SP_SECRET_UNAVA
   const file = join(dir, 'pw')
   writeFileSync(file, 'file-secret\n')
   const config: LoginConfig = { preset: 'basic-session', username: 'alice', password: { file } }
-  new LoginFlow(config, 'profiles.p.autopilot[0].login')
+  void new LoginFlow(config, 'profiles.p.autopilot[0].login')
   rmSync(file)
   const again = new LoginFlow(config, 'profiles.p.autopilot[0].login')
   const s = fakeSender([() => respond(200, [])])
