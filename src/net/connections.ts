@@ -43,6 +43,34 @@ type ConnectionListener = (socket: Socket) => void
 
 function ignore (): void {}
 
+const kConnections = Symbol('session-proxy: counting connections')
+const kState = Symbol('session-proxy: connection state')
+type CountedResponse = ServerResponse & { [kConnections]?: ClientConnections | null, [kState]?: ConnectionState | undefined }
+
+function onCountedClose (this: ServerResponse): void {
+  const counted = this as CountedResponse
+  const connections = counted[kConnections]
+  if (connections === undefined || connections === null) return
+  counted[kConnections] = null
+  connections.finished(counted[kState])
+}
+
+/**
+ * What `req.headers['content-length'] !== undefined ? it !== '0' :
+ * req.headers['transfer-encoding'] !== undefined` says, read off rawHeaders
+ * so that Node does not build the headers object (the first Content-Length
+ * counts, as in req.headers).
+ */
+function hasBody (raw: readonly string[]): boolean {
+  let chunked = false
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    if (name.length === 14 && name.toLowerCase() === 'content-length') return raw[i + 1] !== '0'
+    if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') chunked = true
+  }
+  return chunked
+}
+
 export class ClientConnections {
   private readonly open = new Map<Socket, ConnectionState>()
   /** Plain tunnels and joined WebSockets (both sides): closed at once on shutdown. */
@@ -149,14 +177,19 @@ export class ClientConnections {
     if (state !== undefined) { state.active++; state.served++ }
     this.inflight++
     if (this.draining) res.shouldKeepAlive = false
-    res.once('close', () => {
-      if (state !== undefined) state.active--
-      this.inflight--
-      if (this.inflight === 0 && this.onIdle !== null) this.onIdle()
-    })
-    if (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined) {
-      this.watchBody(req, res, respond)
-    }
+    // One shared listener, its state on the response: no closure per request.
+    const counted = res as CountedResponse
+    counted[kConnections] = this
+    counted[kState] = state
+    res.on('close', onCountedClose)
+    if (hasBody(req.rawHeaders)) this.watchBody(req, res, respond)
+  }
+
+  /** A counted request's response closed. */
+  finished (state: ConnectionState | undefined): void {
+    if (state !== undefined) state.active--
+    this.inflight--
+    if (this.inflight === 0 && this.onIdle !== null) this.onIdle()
   }
 
   /**

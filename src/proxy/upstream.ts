@@ -302,8 +302,10 @@ const kRequestsSent = Symbol('session-proxy: requests written on this socket')
 
 function retryable (opts: Dispatcher.DispatchOptions): boolean {
   if (opts.upgrade !== undefined && opts.upgrade !== null) return false
-  if (!IDEMPOTENT.has(opts.method)) return false
+  // GET first: the common case skips the Set's hashing.
+  if (opts.method !== 'GET' && !IDEMPOTENT.has(opts.method)) return false
   const body = opts.body
+  if (body === undefined || body === null) return true
   return body === undefined || body === null || (Buffer.isBuffer(body) && body.length === 0) || body === ''
 }
 
@@ -558,13 +560,16 @@ export class UpstreamPool {
     return origin
   }
 
-  /** Sends one request for `target`; `opts.origin` is filled in here. */
+  /** Sends one request for `target`; `opts.origin` is filled in here, on `opts` itself (pass a fresh object). */
   dispatch (target: Target, opts: Omit<Dispatcher.DispatchOptions, 'origin'>, handler: Dispatcher.DispatchHandler): void {
     const route = this.simple ? this.direct : this.routeFor(target)
     const origin = this.originFor(target)
-    const sent: Dispatcher.DispatchOptions = { ...opts, origin }
+    // Every caller passes a fresh options object: origin is set on it rather
+    // than on a copy (one object less per request).
+    const sent = opts as Dispatcher.DispatchOptions
+    sent.origin = origin
     if (route.absolute !== null) {
-      sent.path = origin + opts.path
+      sent.path = origin + sent.path
       if (route.absolute.authorization !== null) sent.headers = withHeader(opts.headers, 'proxy-authorization', route.absolute.authorization)
     }
     let h = route.absolute !== null ? new UpstreamProxyAnswer(route.absolute.proxy, handler) : handler

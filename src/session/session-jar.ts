@@ -85,6 +85,18 @@ export class SessionJar {
    * the stored object differs and the full parser runs.
    */
   private readonly templates = new Map<string, Cookie>()
+  /**
+   * The last line that took the template path, so the same line again (the
+   * fixed-cookie case) is known before it is split and keyed: it is skipped
+   * exactly when that path would change nothing (its template is still the
+   * stored cookie, unexpired). Not for Max-Age cookies, whose expiry moves
+   * with lastAccessed: those take the template path each time.
+   */
+  private repeatLine: string | null = null
+  private repeatUrl = ''
+  private repeatKey = ''
+  private repeatCookie: Cookie | null = null
+  private repeatExpiry = 0
 
   constructor (limits: CookieStoreLimits) {
     this.store = new ObservedCookieStore(limits)
@@ -160,9 +172,13 @@ export class SessionJar {
   capture (setCookies: readonly string[], url: string): boolean {
     const before = this.version
     for (const line of setCookies) {
+      if (line === this.repeatLine && url === this.repeatUrl && this.isRepeat()) continue
       const split = splitSetCookie(line)
       const templateKey = split === null ? null : split.name + '\u0000' + split.attrs + '\u0000' + url
-      if (split !== null && templateKey !== null && this.updateValue(templateKey, split.value)) continue
+      if (split !== null && templateKey !== null && this.updateValue(templateKey, split.value)) {
+        this.rememberRepeat(line, url, templateKey)
+        continue
+      }
       let stored: Cookie | undefined
       try {
         stored = this.jar.setCookieSync(line, url, { ignoreError: false })
@@ -176,6 +192,28 @@ export class SessionJar {
       }
     }
     return this.version !== before
+  }
+
+  /** What updateValue would find for the remembered line: its template stored, unexpired, same value. */
+  private isRepeat (): boolean {
+    const t = this.repeatCookie
+    if (t === null || this.templates.get(this.repeatKey) !== t) return false
+    if (this.store.idx[t.domain!]?.[t.path!]?.[t.key] !== t) return false
+    return this.repeatExpiry > Date.now()
+  }
+
+  private rememberRepeat (line: string, url: string, templateKey: string): void {
+    const t = this.templates.get(templateKey)
+    if (t === undefined || t.maxAge != null || t.domain == null || t.path == null) {
+      this.repeatLine = null
+      this.repeatCookie = null
+      return
+    }
+    this.repeatLine = line
+    this.repeatUrl = url
+    this.repeatKey = templateKey
+    this.repeatCookie = t
+    this.repeatExpiry = t.expiryTime() ?? Infinity
   }
 
   /** The value-only fast path (see `templates`); false when the full parser must run. */

@@ -77,3 +77,31 @@ t.test('a value-only update keeps every attribute and the order', async (t) => {
   t.same([after.httpOnly, after.maxAge, after.creation, after.creationIndex, lifetime(after)], [before.httpOnly, before.maxAge, before.creation, before.creationIndex, lifetime(before)])
   t.equal(ours.cookieHeader('http://h.test/', 'k'), 'a=2; b=1')
 })
+
+t.test('a repeated line is skipped only while it would change nothing', async (t) => {
+  const ours = new SessionJar(limits)
+  const line = 'sid=abc; Path=/; HttpOnly'
+  const url = 'http://h.test/'
+  t.equal(ours.capture([line], url), true)
+  t.equal(ours.capture([line], url), false)
+  t.equal(ours.capture([line], url), false, 'the remembered line again')
+  const stored = ours.store.allCookies()[0]!
+  // Removed behind the jar's back (the admin API, an eviction): the same line stores it again.
+  ours.store.removeCookie(stored.domain!, stored.path!, stored.key, () => {})
+  t.equal(ours.store.allCookies().length, 0)
+  t.equal(ours.capture([line], url), true, 'stored again')
+  t.equal(ours.cookieHeader(url, 'k'), 'sid=abc')
+  // Another value between two identical lines is applied, and so is the line after it.
+  ours.capture([line], url)
+  t.equal(ours.capture(['sid=xyz; Path=/; HttpOnly'], url), true)
+  t.equal(ours.capture([line], url), true)
+  t.equal(ours.cookieHeader(url, 'k'), 'sid=abc')
+  // An Expires cookie past its expiry is not skipped: the full path runs and drops or replaces it.
+  const soon = new Date(Date.now() + 1500).toUTCString()
+  const expiring = `e=1; Path=/; Expires=${soon}`
+  ours.capture([expiring], url)
+  ours.capture([expiring], url)
+  await new Promise((resolve) => setTimeout(resolve, 2100))
+  t.equal(ours.capture([expiring], url), true, 'not skipped: the full path removes the expired cookie')
+  t.equal(ours.cookieHeader(url, 'k2'), 'sid=abc', 'and the expired cookie is gone')
+})
