@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { SessionProxyError } from '../errors.js'
-import type { ProxyDeps } from '../proxy/forward.js'
+import type { ProxyDeps } from '../contracts/proxy-deps.js'
 import { runLogin } from '../proxy/managed-exchange.js'
 import { PERSIST_FAILED_HEADER } from '../proxy/respond.js'
 import { parseTarget, type Target } from '../proxy/target.js'

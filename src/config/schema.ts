@@ -5,19 +5,9 @@
  */
 import type { JSONSchemaType } from 'ajv'
 import { autopilotSchema, type AutopilotRule } from './autopilot-schema.js'
-import type { CaptureSettings } from '../observe/capture.js'
-import type { EventsConfig } from '../observe/events.js'
-import type { MetricsConfig } from '../observe/metrics.js'
-import type { CredentialsConfig } from '../session/credentials.js'
+import type { CaptureSettings, CredentialsConfig, EventsConfig, MetricsConfig, SecretRef } from '../contracts/settings.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
-
-/** A secret given inline, by environment variable name, or by file path. */
-export interface SecretRef {
-  value?: string
-  env?: string
-  file?: string
-}
 
 export interface BasicAuthRule {
   type: 'basic'

@@ -8,19 +8,10 @@
  * observer list (or only the metrics observer) and pays nothing for it.
  */
 import { performance } from 'node:perf_hooks'
-import type { Exchange, ExchangeObserver } from '../proxy/forward.js'
+import type { Exchange, ExchangeObserver } from '../contracts/exchange.js'
+import type { CaptureSettings } from '../contracts/settings.js'
 import { BadRequestError } from '../errors.js'
 import { isSecretHeader, redactHeader } from './redact.js'
-
-export interface CaptureSettings {
-  enabled: boolean
-  /** Exchanges kept; the oldest are dropped. */
-  maxEntries: number
-  /** Response body bytes kept per exchange; the rest is counted, not kept. */
-  maxBodyBytes: number
-  /** Replace cookie, set-cookie, authorization and proxy-authorization values. */
-  redact: boolean
-}
 
 export const DEFAULT_CAPTURE: CaptureSettings = { enabled: false, maxEntries: 200, maxBodyBytes: 64 * 1024, redact: true }
 const MAX_ENTRIES_LIMIT = 100_000
