@@ -12,7 +12,7 @@ import { SessionProxyError } from '../errors.js'
 import { matchesAny, type HostPattern } from '../net/host-pattern.js'
 import { joinSockets } from '../net/join-sockets.js'
 import { assertProfileName } from '../session/profiles.js'
-import { parseProxyAuthorization, resolveProfileName } from '../session/resolve-profile.js'
+import { parseProxyAuthorization, PROFILE_HEADER, resolveProfileName } from '../session/resolve-profile.js'
 import type { Interceptor } from './intercept.js'
 import { asProxyError, sendRawError } from './respond.js'
 import { mapUpstreamError } from './upstream-errors.js'
@@ -38,7 +38,7 @@ function ignore (): void {}
 /** The profile a CONNECT names itself, or undefined to let each inner request decide. */
 function tunnelProfile (req: IncomingMessage, users: ReadonlyMap<string, string> | null): string | undefined {
   const auth = req.headers['proxy-authorization']
-  const header = req.headers['x-session-profile']
+  const header = req.headers[PROFILE_HEADER]
   const named = typeof header === 'string' && header !== '' ? header : undefined
   const name = resolveProfileName(auth, named, users)
   const hasUser = auth !== undefined && parseProxyAuthorization(auth).username !== ''
