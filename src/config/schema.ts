@@ -5,7 +5,7 @@
  */
 import type { JSONSchemaType } from 'ajv'
 import { autopilotSchema, type AutopilotRule } from './autopilot-schema.js'
-import type { CaptureSettings, CredentialsConfig, EventsConfig, MetricsConfig, SecretRef } from '../contracts/settings.js'
+import { MAX_CAPTURE_BODY_BYTES, MAX_CAPTURE_ENTRIES, type CaptureSettings, type CredentialsConfig, type EventsConfig, type MetricsConfig, type SecretRef } from '../contracts/settings.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
@@ -387,8 +387,8 @@ export const configSchema = {
             required: [],
             properties: {
               enabled: { type: 'boolean' },
-              maxEntries: { type: 'integer', minimum: 1, maximum: 100000 },
-              maxBodyBytes: { type: 'integer', minimum: 0, maximum: 67108864 },
+              maxEntries: { type: 'integer', minimum: 1, maximum: MAX_CAPTURE_ENTRIES },
+              maxBodyBytes: { type: 'integer', minimum: 0, maximum: MAX_CAPTURE_BODY_BYTES },
               redact: { type: 'boolean' }
             }
           },

@@ -10,6 +10,10 @@ export interface SecretRef {
   file?: string
 }
 
+/** The largest capture settings accepted, by the config schema and by POST /_session/capture alike. */
+export const MAX_CAPTURE_ENTRIES = 100_000
+export const MAX_CAPTURE_BODY_BYTES = 64 * 1024 * 1024
+
 export interface CaptureSettings {
   enabled: boolean
   /** Exchanges kept; the oldest are dropped. */
