@@ -5,8 +5,8 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { SessionProxyError } from '../errors.js'
-import type { ProxyDeps } from '../proxy/forward.js'
-import { runLogin } from '../proxy/managed-exchange.js'
+import type { ProxyDeps } from '../contracts/proxy-deps.js'
+import { runLogin } from '../proxy/login-runner.js'
 import { PERSIST_FAILED_HEADER } from '../proxy/respond.js'
 import { parseTarget, type Target } from '../proxy/target.js'
 import { assertProfileName } from '../session/profiles.js'

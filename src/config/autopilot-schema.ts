@@ -3,7 +3,7 @@
  * log in, how to tell that the session is gone, and which CSRF tokens to
  * carry. Kept apart from the main schema so each concern stays readable.
  */
-import type { SecretRef } from './schema.js'
+import type { SecretRef } from '../contracts/settings.js'
 
 export type ValueSource =
   | { cookie: string }

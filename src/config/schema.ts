@@ -5,19 +5,9 @@
  */
 import type { JSONSchemaType } from 'ajv'
 import { autopilotSchema, type AutopilotRule } from './autopilot-schema.js'
-import type { CaptureSettings } from '../observe/capture.js'
-import type { EventsConfig } from '../observe/events.js'
-import type { MetricsConfig } from '../observe/metrics.js'
-import type { CredentialsConfig } from '../session/credentials.js'
+import { MAX_CAPTURE_BODY_BYTES, MAX_CAPTURE_ENTRIES, type CaptureSettings, type CredentialsConfig, type EventsConfig, type MetricsConfig, type SecretRef } from '../contracts/settings.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
-
-/** A secret given inline, by environment variable name, or by file path. */
-export interface SecretRef {
-  value?: string
-  env?: string
-  file?: string
-}
 
 export interface BasicAuthRule {
   type: 'basic'
@@ -397,8 +387,8 @@ export const configSchema = {
             required: [],
             properties: {
               enabled: { type: 'boolean' },
-              maxEntries: { type: 'integer', minimum: 1, maximum: 100000 },
-              maxBodyBytes: { type: 'integer', minimum: 0, maximum: 67108864 },
+              maxEntries: { type: 'integer', minimum: 1, maximum: MAX_CAPTURE_ENTRIES },
+              maxBodyBytes: { type: 'integer', minimum: 0, maximum: MAX_CAPTURE_BODY_BYTES },
               redact: { type: 'boolean' }
             }
           },

@@ -8,23 +8,12 @@
  * observer list (or only the metrics observer) and pays nothing for it.
  */
 import { performance } from 'node:perf_hooks'
-import type { Exchange, ExchangeObserver } from '../proxy/forward.js'
+import type { Exchange, ExchangeObserver } from '../contracts/exchange.js'
+import { MAX_CAPTURE_BODY_BYTES, MAX_CAPTURE_ENTRIES, type CaptureSettings } from '../contracts/settings.js'
 import { BadRequestError } from '../errors.js'
 import { isSecretHeader, redactHeader } from './redact.js'
 
-export interface CaptureSettings {
-  enabled: boolean
-  /** Exchanges kept; the oldest are dropped. */
-  maxEntries: number
-  /** Response body bytes kept per exchange; the rest is counted, not kept. */
-  maxBodyBytes: number
-  /** Replace cookie, set-cookie, authorization and proxy-authorization values. */
-  redact: boolean
-}
-
 export const DEFAULT_CAPTURE: CaptureSettings = { enabled: false, maxEntries: 200, maxBodyBytes: 64 * 1024, redact: true }
-const MAX_ENTRIES_LIMIT = 100_000
-const MAX_BODY_LIMIT = 64 * 1024 * 1024
 
 export interface CapturedExchange {
   requestId: number
@@ -90,7 +79,7 @@ export function validateCaptureSettings (input: unknown, base: CaptureSettings):
       if (typeof v !== 'boolean') throw new BadRequestError('SP_CAPTURE_INVALID', `${k} must be true or false`)
       out[k] = v
     } else if (k === 'maxEntries' || k === 'maxBodyBytes') {
-      const max = k === 'maxEntries' ? MAX_ENTRIES_LIMIT : MAX_BODY_LIMIT
+      const max = k === 'maxEntries' ? MAX_CAPTURE_ENTRIES : MAX_CAPTURE_BODY_BYTES
       if (typeof v !== 'number' || !Number.isInteger(v) || v < (k === 'maxEntries' ? 1 : 0) || v > max) throw new BadRequestError('SP_CAPTURE_INVALID', `${k} must be an integer from ${k === 'maxEntries' ? 1 : 0} to ${max}`)
       out[k] = v
     } else {

@@ -79,15 +79,6 @@ type EventBody =
 
 export type EventType = EventInput['type']
 
-/** The documented list, for the page and validation of `?types=`. */
-export const EVENT_TYPES: readonly EventType[] = [
-  'cookie.set', 'cookie.changed', 'cookie.deleted', 'cookie.expired', 'cookie.evicted', 'cookie.rejected', 'jar.cleared',
-  'session.rotated', 'session.loggedOut',
-  'login.started', 'login.succeeded', 'login.failed',
-  'csrf.captured', 'csrf.refreshed',
-  'request.replayed'
-]
-
 /** A recorded event: the input plus its place in the profile's log. */
 export type SessionEvent = EventInput & {
   /** Increases by one per event of the profile; never reused, also across restarts when persisted. */

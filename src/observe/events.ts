@@ -7,25 +7,9 @@
  * being handled), so it does constant work: build the event, push, notify.
  */
 import type { Logger } from 'pino'
+import type { EventsConfig } from '../contracts/settings.js'
 import type { EventInput, SessionEvent } from './event-types.js'
 import { DEFAULT_FILE_LIMITS, EventLogFile } from './event-log-file.js'
-
-export interface EventsConfig {
-  /** Events kept per profile; older ones are dropped. */
-  maxPerProfile: number
-  /** Events kept across all profiles; the oldest anywhere are dropped first. */
-  maxTotal: number
-  /** Also append events to <dataDir>/events/<profile>.jsonl and reload them at start. */
-  persist: boolean
-  /** Cookie names whose value change is reported as session.rotated. */
-  sessionCookies: string[]
-  /** A rotation this soon after login.succeeded counts as fixation protection. */
-  fixationWindowMs: number
-  /** Bytes of one profile's persisted file (default 4 MiB). */
-  maxFileBytes?: number
-  /** Bytes of all persisted files together (default 256 MiB). */
-  maxTotalFileBytes?: number
-}
 
 export type EventListener = (event: SessionEvent) => void
 

@@ -9,19 +9,14 @@
  * names cannot grow the exposition without bound.
  */
 import { performance } from 'node:perf_hooks'
-import type { Exchange, ExchangeObserver } from '../proxy/forward.js'
+import type { Exchange, ExchangeObserver } from '../contracts/exchange.js'
+import type { MetricsConfig } from '../contracts/settings.js'
 import type { ProfileRegistry } from '../session/profiles.js'
 import type { UpstreamPool } from '../proxy/upstream.js'
 import type { SessionEvent } from './event-types.js'
 import type { SessionEvents } from './events.js'
 import { Histogram, PromWriter } from './prom-text.js'
 import { uncaughtErrors } from '../process-guard.js'
-
-export interface MetricsConfig {
-  enabled: boolean
-  /** Distinct profile label values before the rest are reported as `other`. */
-  maxProfileLabels: number
-}
 
 const STATUS_CLASSES = ['none', '1xx', '2xx', '3xx', '4xx', '5xx'] as const
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]

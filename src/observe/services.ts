@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino'
 import type { Config } from '../config/schema.js'
-import type { ProxyDeps } from '../proxy/forward.js'
+import type { ProxyDeps } from '../contracts/proxy-deps.js'
 import type { ProfileRegistry } from '../session/profiles.js'
 import type { UpstreamPool } from '../proxy/upstream.js'
 import { DEFAULT_CAPTURE, TrafficCapture } from './capture.js'

@@ -12,85 +12,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { UpstreamError, type SessionProxyError } from '../errors.js'
 import { performance } from 'node:perf_hooks'
-import type { Logger } from 'pino'
-import type { SessionEvents } from '../observe/events.js'
-import type { Profile, ProfileRegistry } from '../session/profiles.js'
+import type { Profile } from '../session/profiles.js'
 import { resolveProfileName } from '../session/resolve-profile.js'
 import type { DefaultHeader } from '../session/host-defaults.js'
 import { appendVia, buildRequestHeaders, buildResponseHeaders, checkVia, isBodilessStatus, mergeCookieHeaders, relayableReason, removeHeader, scanRequestHeaders, type RequestHeaderInfo } from './headers.js'
 import { asProxyError, PERSIST_FAILED_HEADER, sendProxyError } from './respond.js'
 import type { Target } from './target.js'
-import type { UpstreamPool } from './upstream.js'
 import { mapUpstreamError } from './upstream-errors.js'
 import { startManagedExchange } from './managed-exchange.js'
-
-export interface ViaIdentity {
-  /** A token unique to this proxy process, used to detect loops. */
-  pseudonym: string
-  /** What this proxy appends to Via: `1.1 <pseudonym>`. */
-  entry: string
-}
-
-/**
- * What one proxied exchange looks like to observers (events, capture,
- * metrics). Observers see it; only the forward path changes it.
- */
-export interface Exchange {
-  /** Unique per process, so events can point at the request that caused them. */
-  readonly id: number
-  readonly method: string
-  readonly target: Target
-  readonly profile: Profile
-  readonly started: number
-  readonly startedAt: number
-  /** The headers sent upstream (flat name/value list). */
-  requestHeaders: string[]
-  status: number
-  /** The headers sent to the client (flat name/value list). */
-  responseHeaders: string[] | null
-  responseBytes: number
-  error: SessionProxyError | null
-}
-
-export interface ExchangeObserver {
-  onResponseHead?: (x: Exchange) => void
-  onResponseData?: (x: Exchange, chunk: Buffer) => void
-  /** Called once per exchange, after success or failure. */
-  onDone?: (x: Exchange) => void
-}
-
-export interface ProxyDeps {
-  pool: UpstreamPool
-  profiles: ProfileRegistry
-  log: Logger
-  /** One line per exchange (createAccessLogger): no redaction pass, no header values. */
-  accessLog: Logger
-  via: ViaIdentity
-  /** proxyAuth users (name to password), or null when auth is off. */
-  proxyUsers: ReadonlyMap<string, string> | null
-  /** Empty on the fast path; each observer costs only when present. */
-  observers: ExchangeObserver[]
-  /** The per-profile session event log: login, CSRF, replay and logged-out code records here. */
-  events: SessionEvents
-}
-
-/** What differs for requests that do not arrive as plain absolute-form proxy requests. */
-export interface ForwardOptions {
-  /**
-   * The profile a CONNECT tunnel authenticated as: clients send
-   * Proxy-Authorization only on CONNECT, so it stands for every request
-   * inside the tunnel that carries none of its own.
-   */
-  profile?: string
-  /** Reverse mode: rewrites response headers (Location) before they are sent. */
-  rewriteResponseHeaders?: (headers: string[]) => void
-}
-
-let nextExchangeId = 1
-
-export function allocateExchangeId (): number {
-  return nextExchangeId++
-}
+import { allocateExchangeId, msSince } from './exchange-id.js'
+import type { Exchange, ForwardOptions } from '../contracts/exchange.js'
+import type { ProxyDeps } from '../contracts/proxy-deps.js'
 
 const NO_DEFAULTS: readonly DefaultHeader[] = []
 
@@ -147,10 +79,6 @@ export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: Serv
   }, handler)
 }
 
-export function msSince (started: number): number {
-  return Math.round((performance.now() - started) * 100) / 100
-}
-
 /** The handler of the exchange a response belongs to, for the shared 'close' listener. */
 const kForward = Symbol('session-proxy: forward handler')
 
@@ -193,7 +121,7 @@ class ForwardHandler implements Exchange {
   private held: { chunks: Buffer[], complete: boolean, bodiless: boolean } | null = null
 
   constructor (deps: ProxyDeps, res: ServerResponse, method: string, target: Target, profile: Profile, started: number, requestHeaders: string[], rewrite: ((headers: string[]) => void) | undefined) {
-    this.id = nextExchangeId++
+    this.id = allocateExchangeId()
     this.method = method
     this.target = target
     this.profile = profile

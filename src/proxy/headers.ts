@@ -7,6 +7,7 @@
  */
 import { LoopDetectedError } from '../errors.js'
 import type { DefaultHeader } from '../session/host-defaults.js'
+import { PROFILE_HEADER } from '../session/resolve-profile.js'
 
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
@@ -14,7 +15,7 @@ const HOP_BY_HOP = new Set([
 ])
 
 /** Request headers the proxy consumes or rebuilds itself. */
-const REBUILT_REQUEST = new Set(['host', 'cookie', 'expect', 'via', 'x-session-profile'])
+const REBUILT_REQUEST = new Set(['host', 'cookie', 'expect', 'via', PROFILE_HEADER])
 
 /**
  * Names a configured default (or an autopilot header) can never add: they
@@ -22,7 +23,7 @@ const REBUILT_REQUEST = new Set(['host', 'cookie', 'expect', 'via', 'x-session-p
  * undici refuses several of them outright (expect, upgrade, keep-alive, a
  * second host, transfer-encoding), so sending one would fail every request.
  */
-const NEVER_DEFAULT = new Set([...HOP_BY_HOP, 'host', 'expect', 'via', 'x-session-profile', 'content-length'])
+const NEVER_DEFAULT = new Set([...HOP_BY_HOP, 'host', 'expect', 'via', PROFILE_HEADER, 'content-length'])
 
 /**
  * By name length, whether a header might be one the proxy drops or reads:
@@ -67,7 +68,7 @@ export function scanRequestHeaders (raw: readonly string[]): RequestHeaderInfo {
         break
       case 17: {
         const lower = name.toLowerCase()
-        if (lower === 'x-session-profile') info.profile = raw[i + 1]
+        if (lower === PROFILE_HEADER) info.profile = raw[i + 1]
         else if (lower === 'transfer-encoding') info.hasBody = true
         break
       }

@@ -17,17 +17,20 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import type { Profile } from '../session/profiles.js'
-import { noLoginHere, type HostAutopilot, type OriginAutopilot } from '../session/autopilot/host-autopilot.js'
+import type { HostAutopilot, OriginAutopilot } from '../session/autopilot/host-autopilot.js'
 import type { CapturedToken } from '../session/autopilot/csrf.js'
 import { UNSAFE_METHODS } from '../session/autopilot/csrf.js'
-import { LoginFailedError, toStepResponse } from '../session/autopilot/login-flow.js'
+import { toStepResponse } from '../session/autopilot/login-flow.js'
 import { resolveStepUrl } from '../session/autopilot/login-flow.js'
 import { cookiesFromSetCookie, type ResponseView } from '../session/autopilot/values.js'
 import type { DefaultHeader } from '../session/host-defaults.js'
 import { SessionProxyError } from '../errors.js'
-import { allocateExchangeId, msSince, type Exchange, type ForwardOptions, type ProxyDeps } from './forward.js'
+import type { Exchange, ForwardOptions } from '../contracts/exchange.js'
+import type { ProxyDeps } from '../contracts/proxy-deps.js'
+import { allocateExchangeId, msSince } from './exchange-id.js'
 import { appendVia, buildRequestHeaders, mergeCookieHeaders, type RequestHeaderInfo } from './headers.js'
 import { HeldResponse, type ResponseHead } from './held-response.js'
+import { jarCookieReader, logRejected, runLogin } from './login-runner.js'
 import { asProxyError, PERSIST_FAILED_HEADER, sendProxyError } from './respond.js'
 import { sendWithSession, type SessionRequestOptions } from './session-client.js'
 import { parseTarget } from './target.js'
@@ -62,14 +65,6 @@ async function readBody (req: IncomingMessage, limit: number): Promise<RequestBo
     }
   }
   return { buffer: Buffer.concat(chunks), stream: null }
-}
-
-function jarCookieReader (profile: Profile, target: Target): (name: string) => string | undefined {
-  let cookies: Map<string, string> | null = null
-  return (name) => {
-    cookies ??= new Map(profile.jar.jar.getCookiesSync(target.cookieUrl).map((c) => [c.key, c.value]))
-    return cookies.get(name)
-  }
 }
 
 function isFormBody (raw: readonly string[]): boolean {
@@ -124,12 +119,6 @@ class CancellableHeld extends HeldResponse {
 }
 
 const NO_BODY: RequestBody = { buffer: null, stream: null }
-
-function logRejected (deps: ProxyDeps, profile: Profile, host: string, requestId: number, rejected: Array<{ name: string, source: string, reason: string }>): void {
-  for (const r of rejected) {
-    deps.log.warn({ profile: profile.name, host, req: requestId, name: r.name, source: r.source, reason: r.reason }, 'autopilot refused a captured value: it cannot be sent in a header (not kept)')
-  }
-}
 
 export class ManagedExchange {
   private readonly deps: ProxyDeps
@@ -430,53 +419,6 @@ export class ManagedExchange {
     else this.deps.accessLog.info({ ...fields, error, detail: message }, 'proxy error')
     for (const o of this.deps.observers) o.onDone?.(x)
   }
-}
-
-/**
- * Runs (or joins) the login of `pilot` for `profile` at the login origin of
- * `target`, with events. Used by the managed path and by the admin API's
- * on-demand login. `generation` null: whatever the current one is (a login
- * that is not a reaction to a request).
- */
-export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAutopilot, target: Target, requestId: number | null, generation: number | null, trigger: string, ignoreBackoff = false): Promise<{ ran: boolean }> {
-  const flow = pilot.login
-  if (flow === null) throw new SessionProxyError('SP_NO_LOGIN', 404, `profile "${profile.name}" has no login configured for ${target.authority}`)
-  const here = pilot.at(target)
-  const login = here.login
-  if (login === null) throw noLoginHere(pilot, here.origin)
-  // A re-login replaces a session this process had; the first login of a
-  // profile (also when a logged-out answer triggered it) is not one.
-  const relogin = login.generation > 0
-  return await login.ensureLoggedIn(generation ?? login.generation, ignoreBackoff, async () => {
-    const started = Date.now()
-    const id = requestId ?? allocateExchangeId()
-    const url = `${target.scheme}://${target.authority}${target.path}`
-    deps.events.record(profile.name, { type: 'login.started', requestId, url, flow: flow.name, trigger, relogin })
-    pilot.clearSessionHeadersFor(login.origin)
-    const limits = { timeoutMs: pilot.limits.loginStepTimeoutMs, maxBodyBytes: pilot.limits.loginMaxBodyBytes }
-    try {
-      const result = await flow.run(
-        here.baseUrl,
-        `${target.scheme}://${target.authority}${target.path}`,
-        async (req) => {
-          const session = pilot.sessionAt(parseTarget(req.url))
-          const r = await sendWithSession(deps, profile, { method: req.method, url: req.url, headers: req.headers, body: req.body }, id, session.sessionHeaders, { limits })
-          logRejected(deps, profile, r.target.authority, id, session.captureSessionHeaders(r.headers))
-          return toStepResponse(r.status, r.headers, r.setCookies, r.body)
-        },
-        jarCookieReader(profile, target),
-        login.origin
-      )
-      deps.events.record(profile.name, { type: 'login.succeeded', requestId, url, flow: flow.name, steps: result.steps, durationMs: Date.now() - started, relogin })
-      deps.log.info({ profile: profile.name, host: target.authority, flow: flow.name, ms: Date.now() - started }, 'logged in')
-      return result
-    } catch (err) {
-      const e = err instanceof LoginFailedError ? err : new LoginFailedError(flow.name, 'run', (err as Error).message)
-      deps.events.record(profile.name, { type: 'login.failed', requestId, url, flow: flow.name, steps: flow.stepCount, durationMs: Date.now() - started, relogin, error: e.message })
-      deps.log.warn({ profile: profile.name, host: target.authority, flow: flow.name, code: e.code, error: e.message }, 'login failed')
-      throw e
-    }
-  })
 }
 
 export function startManagedExchange (deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, target: Target, profile: Profile, info: RequestHeaderInfo, pilot: HostAutopilot, started: number, opts: ForwardOptions | undefined): void {

@@ -7,7 +7,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { ConfigError } from '../errors.js'
-import type { ForwardOptions } from './forward.js'
+import type { ForwardOptions } from '../contracts/exchange.js'
 import type { Target } from './target.js'
 
 export interface ReverseBase {

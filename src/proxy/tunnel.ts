@@ -10,8 +10,9 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { SessionProxyError } from '../errors.js'
 import { matchesAny, type HostPattern } from '../net/host-pattern.js'
+import { joinSockets } from '../net/join-sockets.js'
 import { assertProfileName } from '../session/profiles.js'
-import { parseProxyAuthorization, resolveProfileName } from '../session/resolve-profile.js'
+import { parseProxyAuthorization, PROFILE_HEADER, resolveProfileName } from '../session/resolve-profile.js'
 import type { Interceptor } from './intercept.js'
 import { asProxyError, sendRawError } from './respond.js'
 import { mapUpstreamError } from './upstream-errors.js'
@@ -37,7 +38,7 @@ function ignore (): void {}
 /** The profile a CONNECT names itself, or undefined to let each inner request decide. */
 function tunnelProfile (req: IncomingMessage, users: ReadonlyMap<string, string> | null): string | undefined {
   const auth = req.headers['proxy-authorization']
-  const header = req.headers['x-session-profile']
+  const header = req.headers[PROFILE_HEADER]
   const named = typeof header === 'string' && header !== '' ? header : undefined
   const name = resolveProfileName(auth, named, users)
   const hasUser = auth !== undefined && parseProxyAuthorization(auth).username !== ''
@@ -81,26 +82,6 @@ export function handleConnect (deps: TunnelDeps, req: IncomingMessage, client: S
     return
   }
   plainTunnel(deps, client, head, host, port, authority, target)
-}
-
-/**
- * Joins two sockets with backpressure both ways (pipe pauses the source
- * while the destination's buffer is full); a side whose queue still grows
- * past maxBufferBytes (a peer that does not read while writes go on) is cut.
- */
-export function joinSockets (a: Duplex, b: Duplex, maxBufferBytes: number): void {
-  const closeBoth = (): void => { a.destroy(); b.destroy() }
-  a.on('error', closeBoth)
-  b.on('error', closeBoth)
-  a.once('close', () => b.destroy())
-  b.once('close', () => a.destroy())
-  const bound = (from: Duplex, to: Duplex): void => {
-    from.on('data', () => { if (to.writableLength > maxBufferBytes) closeBoth() })
-  }
-  bound(a, b)
-  bound(b, a)
-  a.pipe(b)
-  b.pipe(a)
 }
 
 function plainTunnel (deps: TunnelDeps, client: Socket, head: Buffer, host: string, port: number, authority: string, target: string): void {

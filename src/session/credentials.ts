@@ -16,15 +16,11 @@
  */
 import { readFileSync, statSync, type Stats } from 'node:fs'
 import { resolve } from 'node:path'
+import type { CredentialsConfig } from '../contracts/settings.js'
 import { ConfigError, SessionProxyError } from '../errors.js'
 
 /** The largest credentials file read (a 1,000-user file is about 40 KiB). */
 export const MAX_CREDENTIALS_BYTES = 16 * 1024 * 1024
-
-export interface CredentialsConfig {
-  /** Path of the CSV; relative paths are resolved against the working directory, like secret files. */
-  file: string
-}
 
 export interface Credential {
   username: string

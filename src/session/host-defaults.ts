@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs'
 import { ConfigError, SessionProxyError } from '../errors.js'
 import { compileHostPattern, type HostPattern } from '../net/host-pattern.js'
-import type { AuthRule, HostRule, SecretRef } from '../config/schema.js'
+import type { AuthRule, HostRule } from '../config/schema.js'
+import type { SecretRef } from '../contracts/settings.js'
 
 /** [lower-case name, name, value] */
 export type DefaultHeader = readonly [string, string, string]

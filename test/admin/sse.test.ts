@@ -9,7 +9,8 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import pino from 'pino'
 import t from 'tap'
 import { streamEvents, wantsEventStream } from '../../src/admin/sse.js'
-import { SessionEvents, type EventsConfig } from '../../src/observe/events.js'
+import type { EventsConfig } from '../../src/contracts/settings.js'
+import { SessionEvents } from '../../src/observe/events.js'
 
 interface Ctx { app: FastifyInstance, port: number, events: SessionEvents, logs: string[] }
 

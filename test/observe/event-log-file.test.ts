@@ -7,7 +7,8 @@ import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync, mkdirSy
 import { join } from 'node:path'
 import pino from 'pino'
 import t from 'tap'
-import { SessionEvents, type EventsConfig } from '../../src/observe/events.js'
+import type { EventsConfig } from '../../src/contracts/settings.js'
+import { SessionEvents } from '../../src/observe/events.js'
 import { cleanup, tempDir } from '../helpers/proxy.js'
 
 const log = pino({ level: 'silent' })

@@ -19,7 +19,8 @@ import { compileHostPattern, type HostPattern } from '../../net/host-pattern.js'
 import { CsrfRules, UNSAFE_METHODS, type CapturedToken } from './csrf.js'
 import { DEFAULT_LOGGED_OUT, LOGIN_REDIRECT, LoggedOutDetector } from './logged-out.js'
 import { LoginFailedError, LoginFlow, type CredentialsSource, type LoginResult } from './login-flow.js'
-import { credentialsFile, type CredentialsConfig } from '../credentials.js'
+import type { CredentialsConfig } from '../../contracts/settings.js'
+import { credentialsFile } from '../credentials.js'
 import { headerValue, unsendableReason, type ResponseView } from './values.js'
 
 const DEFAULT_REPLAY_MAX = 1024 * 1024

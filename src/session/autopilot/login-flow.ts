@@ -4,7 +4,7 @@
  * when the flow runs (so a rotated file is picked up) and never logged.
  */
 import type { LoginConfig, LoginStep, ValueSource } from '../../config/autopilot-schema.js'
-import type { SecretRef } from '../../config/schema.js'
+import type { SecretRef } from '../../contracts/settings.js'
 import { ConfigError, SessionProxyError } from '../../errors.js'
 import { readSecret } from '../host-defaults.js'
 import type { CredentialsFile } from '../credentials.js'

@@ -1,0 +1,21 @@
+/** What every proxy entry (forward, intercept, websocket, reverse, the autopilot) is given by the wiring. */
+import type { Logger } from 'pino'
+import type { SessionEvents } from '../observe/events.js'
+import type { UpstreamPool } from '../proxy/upstream.js'
+import type { ProfileRegistry } from '../session/profiles.js'
+import type { ExchangeObserver, ViaIdentity } from './exchange.js'
+
+export interface ProxyDeps {
+  pool: UpstreamPool
+  profiles: ProfileRegistry
+  log: Logger
+  /** One line per exchange (createAccessLogger): no redaction pass, no header values. */
+  accessLog: Logger
+  via: ViaIdentity
+  /** proxyAuth users (name to password), or null when auth is off. */
+  proxyUsers: ReadonlyMap<string, string> | null
+  /** Empty on the fast path; each observer costs only when present. */
+  observers: ExchangeObserver[]
+  /** The per-profile session event log: login, CSRF, replay and logged-out code records here. */
+  events: SessionEvents
+}
