@@ -11,6 +11,8 @@ import type { MetricsConfig } from '../observe/metrics.js'
 import type { CredentialsConfig } from '../session/credentials.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+/** auto: pretty on a terminal, JSON lines otherwise. */
+export type LogFormat = 'auto' | 'json' | 'pretty'
 
 /** A secret given inline, by environment variable name, or by file path. */
 export interface SecretRef {
@@ -150,6 +152,8 @@ export interface Config {
   port: number
   dataDir: string | null
   logLevel: LogLevel
+  /** auto (pretty on a terminal, JSON otherwise), json (e.g. `docker run -t`), pretty. */
+  logFormat: LogFormat
   connectTo: string[]
   allowClients: string[]
   proxyAuth: ProxyAuthConfig | null
@@ -246,6 +250,7 @@ export const configSchema = {
     port: { type: 'integer', minimum: 0, maximum: 65535 },
     dataDir: { type: 'string', minLength: 1, nullable: true },
     logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    logFormat: { type: 'string', enum: ['auto', 'json', 'pretty'] },
     connectTo: {
       type: 'array',
       items: { type: 'string', pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]*):([0-9]{0,5}):(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]*):([0-9]{0,5})$' }
