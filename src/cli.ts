@@ -5,9 +5,9 @@
  * over the config file, which wins over the embedded defaults.
  */
 import { parseArgs } from 'node:util'
-import { loadConfig, parsePort } from './config/load.js'
+import { ENV_VARIABLES, loadConfig, parsePort } from './config/load.js'
 import { ConfigError } from './errors.js'
-import { createLogger, flushLogger } from './log.js'
+import { createLogger, flushLogger, isPretty } from './log.js'
 import { installProcessGuard } from './process-guard.js'
 import { runExplain } from './commands/explain.js'
 import { runLoginCommand } from './commands/login.js'
@@ -17,39 +17,53 @@ import { CertificateAuthority } from './proxy/tls/ca.js'
 import { join } from 'node:path'
 import { VERSION } from './version.js'
 
+/** A config key's environment variable, from the mapping generated from the schema (so help cannot name a stale one). */
+function envOf (key: string): string {
+  const v = ENV_VARIABLES.find((e) => e.key.join('.') === key)
+  return v === undefined ? '' : `[${v.name}] `
+}
+
 const HELP = `session-proxy ${VERSION}: an HTTP forward proxy that keeps a browser-like session
 (cookies, default headers, auth, keep-alive) for curl, wget and other stateless clients.
 
 Usage: session-proxy [options]
 
 Options (environment variable in brackets; config-file key after it):
-  --host HOST              listen address [SESSION_PROXY_HOST] host (default 127.0.0.1)
-  --port PORT              listen port, 0 for any free port [SESSION_PROXY_PORT] port (default 8080)
-  --data-dir DIR           where jars are kept [SESSION_PROXY_DATA_DIR] dataDir
+  --host HOST              listen address ${envOf('host')}host (default 127.0.0.1)
+  --port PORT              listen port, 0 for any free port ${envOf('port')}port (default 8080)
+  --data-dir DIR           where jars are kept ${envOf('dataDir')}dataDir
                            (default $XDG_STATE_HOME/session-proxy or ~/.local/state/session-proxy)
   --config FILE            YAML or JSON config file [SESSION_PROXY_CONFIG]
-  --log-level LEVEL        fatal|error|warn|info|debug|trace|silent [SESSION_PROXY_LOG_LEVEL] logLevel
+  --log-level LEVEL        fatal|error|warn|info|debug|trace|silent ${envOf('logLevel')}logLevel
+                           (log lines: ${envOf('logFormat')}logFormat auto|json|pretty)
   --connect-to H:P:H2:P2   connect to H2:P2 for requests to H:P, as curl does; repeatable
-                           [SESSION_PROXY_CONNECT_TO, comma-separated] connectTo
+                           ${envOf('connectTo')}connectTo
   --reverse URL            reverse (sidecar) mode: plain requests outside /_session/ go to URL
-                           [SESSION_PROXY_REVERSE] reverse
+                           ${envOf('reverse')}reverse
   --reverse-forward        with --reverse, also act as a forward proxy (absolute-form requests to
-                           other hosts and CONNECT; refused with 403 otherwise) reverseForward
+                           other hosts and CONNECT; refused with 403 otherwise)
+                           ${envOf('reverseForward')}reverseForward
   --upstream-proxy URL     send upstream traffic through this HTTP proxy (http://user:pw@host:port)
-                           [SESSION_PROXY_UPSTREAM_PROXY; else HTTPS_PROXY/HTTP_PROXY/NO_PROXY] upstream.proxy
+                           ${envOf('upstream.proxy')}upstream.proxy (else HTTPS_PROXY/HTTP_PROXY/NO_PROXY)
   --upstream-ca FILE       PEM bundle trusted for https upstreams, besides the system roots
-                           [SESSION_PROXY_UPSTREAM_CA] upstream.ca
-  --connect-port PORT      allow CONNECT to PORT (replaces 80, 443, 8443); repeatable connect.allowedPorts
+                           ${envOf('upstream.ca')}upstream.ca
+  --connect-port PORT      allow CONNECT to PORT (replaces 80, 443, 8443); repeatable
+                           ${envOf('connect.allowedPorts')}connect.allowedPorts
   --profile-port P=PORT    also listen on 127.0.0.1:PORT where every request is profile P (for
-                           browsers and clients that cannot choose one); repeatable profiles.P.listen
+                           browsers and clients that cannot choose one); repeatable
+                           ${envOf('profiles')}profiles.P.listen
   --intercept-exclude HOST plain tunnel, no interception, for HOST (*.example.com); repeatable
-                           connect.exclude
-  --no-intercept           never intercept CONNECT: plain tunnels only connect.intercept
-  --allow-clients IP/CIDR  who may use the proxy when it listens beyond loopback; repeatable allowClients
+                           ${envOf('connect.exclude')}connect.exclude
+  --no-intercept           never intercept CONNECT: plain tunnels only
+                           ${envOf('connect.intercept')}connect.intercept
+  --allow-clients IP/CIDR  who may use the proxy when it listens beyond loopback; repeatable
+                           ${envOf('allowClients')}allowClients
   -h, --help               this help
   -v, --version            the version
 
-Limits (config file only, key limits.*; see README "Limits" and docs/errors.md):
+Every config key has a SESSION_PROXY_* variable: see docs/environment.md.
+
+Limits (key limits.*, SESSION_PROXY_LIMITS_*; see README "Limits" and docs/errors.md):
   maxHeaderBytes (431), clientHeadersTimeoutMs (408), clientBodyIdleTimeoutMs (408 or cut),
   clientKeepAliveTimeoutMs, maxClientConnections (503), maxClientBufferBytes (cut),
   shutdownTimeoutMs (SIGTERM/SIGINT: in-flight requests get this long, then exit 0)
@@ -169,7 +183,7 @@ async function main (argv: string[]): Promise<void> {
     }
     return
   }
-  const log = createLogger(config.logLevel)
+  const log = createLogger(config.logLevel, { pretty: isPretty(config.logFormat) })
   installProcessGuard(log)
   let proxy
   try {

@@ -14,7 +14,7 @@
  *   process exit (pino's exit hook for its destinations).
  */
 import { pino, type DestinationStream, type Logger } from 'pino'
-import type { LogLevel } from './config/schema.js'
+import type { LogFormat, LogLevel } from './config/schema.js'
 
 const SECRET_HEADERS = ['cookie', 'set-cookie', 'authorization', 'proxy-authorization']
 
@@ -22,6 +22,9 @@ export const REDACT_PATHS = [
   ...SECRET_HEADERS.flatMap((h) => [`req.headers["${h}"]`, `res.headers["${h}"]`, `headers["${h}"]`]),
   'password', '*.password', 'token', '*.token'
 ]
+
+/** Loggers writing through pino-pretty (their stream is the transport's). */
+const prettyLoggers = new WeakSet<Logger>()
 
 /** Bytes of log lines gathered before one write. */
 export const ACCESS_BUFFER_BYTES = 4096
@@ -54,6 +57,11 @@ export function bufferedDestination (fd = 1): BufferedDestination {
   return dest
 }
 
+/** Whether lines are pretty-printed: logFormat, with auto meaning stdout is a terminal. */
+export function isPretty (format: LogFormat): boolean {
+  return format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true)
+}
+
 export function createLogger (level: LogLevel, opts: { pretty?: boolean, destination?: NodeJS.WritableStream } = {}): Logger {
   const pretty = opts.pretty ?? (process.stdout.isTTY === true && opts.destination === undefined)
   const base = {
@@ -63,7 +71,9 @@ export function createLogger (level: LogLevel, opts: { pretty?: boolean, destina
   }
   if (pretty) {
     // singleLine: one line per access-log entry (and per message), fields inline.
-    return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true } } })
+    const log = pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true } } })
+    prettyLoggers.add(log)
+    return log
   }
   if (opts.destination !== undefined) return pino(base, opts.destination)
   const dest = bufferedDestination(1)
@@ -89,7 +99,8 @@ export function createLogger (level: LogLevel, opts: { pretty?: boolean, destina
  */
 export function createAccessLogger (log: Logger): Logger {
   const stream = (log as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as NodeJS.WritableStream | undefined
-  if (stream === undefined || process.stdout.isTTY === true) return log
+  // A pretty logger's stream is its transport's, not the buffered destination.
+  if (stream === undefined || prettyLoggers.has(log)) return log
   return pino({ level: log.level, base: { pid: process.pid } }, stream as DestinationStream)
 }
 

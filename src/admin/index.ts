@@ -109,6 +109,6 @@ export function registerAdmin (app: FastifyInstance, opts: AdminOptions): void {
   void app.register(loginRoute, { deps })
   void app.register(observeRoutes, { profiles, observe, streamBufferBytes: config.limits.maxAdminStreamBufferBytes, log })
   void app.register(pageRoutes)
-  void app.register(lifecycleRoutes, { profiles, config })
+  void app.register(lifecycleRoutes, { profiles, config, events: observe.events })
   void app.register(exchangeRoutes, { profiles, observe })
 }

@@ -18,6 +18,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { Cookie } from 'tough-cookie'
 import type { Config } from '../config/schema.js'
+import type { SessionEvents } from '../observe/events.js'
 import { BadRequestError, SessionProxyError } from '../errors.js'
 import { admitCookie } from '../session/sendable.js'
 import { assertProfileName, type Profile, type ProfileRegistry } from '../session/profiles.js'
@@ -26,6 +27,8 @@ import { cookieToJson, findProfile, ProfileNotFoundError } from './routes.js'
 export interface LifecycleDeps {
   profiles: ProfileRegistry
   config: Config
+  /** A deleted profile's events go with it. */
+  events: SessionEvents
 }
 
 interface ProfileParams { p: string }
@@ -137,7 +140,9 @@ export async function lifecycleRoutes (app: FastifyInstance, deps: LifecycleDeps
     findProfile(deps, name)
     if (profiles.isDeclared(name)) throw new SessionProxyError('SP_PROFILE_DECLARED', 409, `profile "${name}" is declared in the config; remove it there (its cookies: DELETE /_session/profiles/${name}/cookies)`)
     if (!await profiles.remove(name)) throw new ProfileNotFoundError(name)
-    // The event log's file, if events persist (the in-memory ring goes at restart).
+    // Its events in memory, and the file after any write already queued for it.
+    await deps.events.forget(name)
+    // A file left by a run that persisted events when this one does not.
     const events = config.dataDir === null ? null : join(config.dataDir, 'events', `${name}.jsonl`)
     if (events !== null && existsSync(events)) {
       try { unlinkSync(events) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err }

@@ -8,6 +8,8 @@ import { autopilotSchema, type AutopilotRule } from './autopilot-schema.js'
 import { MAX_CAPTURE_BODY_BYTES, MAX_CAPTURE_ENTRIES, type CaptureSettings, type CredentialsConfig, type EventsConfig, type MetricsConfig, type SecretRef } from '../contracts/settings.js'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+/** auto: pretty on a terminal, JSON lines otherwise. */
+export type LogFormat = 'auto' | 'json' | 'pretty'
 
 export interface BasicAuthRule {
   type: 'basic'
@@ -140,6 +142,8 @@ export interface Config {
   port: number
   dataDir: string | null
   logLevel: LogLevel
+  /** auto (pretty on a terminal, JSON otherwise), json (e.g. `docker run -t`), pretty. */
+  logFormat: LogFormat
   connectTo: string[]
   allowClients: string[]
   proxyAuth: ProxyAuthConfig | null
@@ -236,6 +240,7 @@ export const configSchema = {
     port: { type: 'integer', minimum: 0, maximum: 65535 },
     dataDir: { type: 'string', minLength: 1, nullable: true },
     logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    logFormat: { type: 'string', enum: ['auto', 'json', 'pretty'] },
     connectTo: {
       type: 'array',
       items: { type: 'string', pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]*):([0-9]{0,5}):(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]*):([0-9]{0,5})$' }

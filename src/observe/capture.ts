@@ -94,13 +94,30 @@ export class TrafficCapture implements ExchangeObserver {
   private readonly inFlight = new Map<number, InFlight>()
   private readonly observers: ExchangeObserver[]
 
-  /** `observers` is deps.observers: this adds and removes itself there. */
-  constructor (observers: ExchangeObserver[]) {
+  /**
+   * `observers` is deps.observers: this adds and removes itself there.
+   * `configured` gives the settings of a profile not configured by name (a
+   * pattern block's), taken up at its first exchange; `patternCaptures` keeps
+   * this an observer for those.
+   */
+  constructor (observers: ExchangeObserver[], private readonly configured: (profile: string) => CaptureSettings | undefined = () => undefined, private readonly patternCaptures = false) {
     this.observers = observers
+    if (patternCaptures) observers.push(this)
   }
 
   settings (profile: string): CaptureSettings {
-    return this.profiles.get(profile)?.settings ?? DEFAULT_CAPTURE
+    return this.profiles.get(profile)?.settings ?? this.configured(profile) ?? DEFAULT_CAPTURE
+  }
+
+  /** The profile's capture, set up from its configured settings when they capture. */
+  private of (profile: string): ProfileCapture | undefined {
+    const p = this.profiles.get(profile)
+    if (p !== undefined || !this.patternCaptures) return p
+    const settings = this.configured(profile)
+    if (settings?.enabled !== true) return undefined
+    const created = { settings, entries: [] }
+    this.profiles.set(profile, created)
+    return created
   }
 
   configure (profile: string, settings: CaptureSettings): void {
@@ -108,7 +125,7 @@ export class TrafficCapture implements ExchangeObserver {
     const entries = existing?.entries ?? []
     if (entries.length > settings.maxEntries) entries.splice(0, entries.length - settings.maxEntries)
     this.profiles.set(profile, { settings, entries })
-    const anyOn = [...this.profiles.values()].some((p) => p.settings.enabled)
+    const anyOn = this.patternCaptures || [...this.profiles.values()].some((p) => p.settings.enabled)
     const at = this.observers.indexOf(this)
     if (anyOn && at === -1) this.observers.push(this)
     else if (!anyOn && at !== -1) this.observers.splice(at, 1)
@@ -127,13 +144,13 @@ export class TrafficCapture implements ExchangeObserver {
   }
 
   onResponseHead (x: Exchange): void {
-    const p = this.profiles.get(x.profile.name)
+    const p = this.of(x.profile.name)
     if (p === undefined || !p.settings.enabled) return
     this.flight(x).waitMs = performance.now() - x.started
   }
 
   onResponseData (x: Exchange, chunk: Buffer): void {
-    const p = this.profiles.get(x.profile.name)
+    const p = this.of(x.profile.name)
     if (p === undefined || !p.settings.enabled) return
     const f = this.flight(x)
     const room = p.settings.maxBodyBytes - f.kept
@@ -148,7 +165,7 @@ export class TrafficCapture implements ExchangeObserver {
   onDone (x: Exchange): void {
     const f = this.inFlight.get(x.id)
     this.inFlight.delete(x.id)
-    const p = this.profiles.get(x.profile.name)
+    const p = this.of(x.profile.name)
     if (p === undefined || !p.settings.enabled) return
     const redact = p.settings.redact
     const t = x.target

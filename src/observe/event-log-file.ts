@@ -112,6 +112,20 @@ export class EventLogFile {
     }
   }
 
+  /** Removes a profile's file once the writes already queued for it are done; appends not yet flushed are dropped. */
+  async forget (profile: string): Promise<void> {
+    const s = this.files.get(profile)
+    this.files.delete(profile)
+    if (s !== undefined) {
+      // A flush already scheduled for this state finds nothing to write.
+      s.pending = []
+      await s.writing
+    }
+    this.totalBytes -= this.sizes.get(profile) ?? 0
+    this.sizes.delete(profile)
+    if (SAFE_NAME.test(profile)) await rm(this.path(profile), { force: true })
+  }
+
   async close (): Promise<void> {
     for (const [profile, s] of this.files) if (s.pending.length > 0) this.flush(profile, s)
     await Promise.all([...this.files.values()].map(async (s) => await s.writing))

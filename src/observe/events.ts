@@ -106,7 +106,7 @@ export class SessionEvents {
     this.config = config
     this.log = log
     this.file = config.persist && dataDir !== null ? new EventLogFile(dataDir, config.maxPerProfile, log, { maxFileBytes: config.maxFileBytes ?? DEFAULT_FILE_LIMITS.maxFileBytes, maxTotalFileBytes: config.maxTotalFileBytes ?? DEFAULT_FILE_LIMITS.maxTotalFileBytes }) : null
-    if (this.file !== null) this.file.snapshot = (profile) => this.profileLog(profile).ring.toArray()
+    if (this.file !== null) this.file.snapshot = (profile) => this.logs.get(profile)?.ring.toArray() ?? []
   }
 
   /**
@@ -173,9 +173,41 @@ export class SessionEvents {
 
   /** Live events of one profile, or of all profiles with `profile` null. Returns the unsubscribe function. */
   subscribe (profile: string | null, listener: EventListener): () => void {
-    const set = profile === null ? this.all : this.profileLog(profile).listeners
-    set.add(listener)
-    return () => { set.delete(listener) }
+    if (profile === null) {
+      this.all.add(listener)
+      return () => { this.all.delete(listener) }
+    }
+    const p = this.profileLog(profile)
+    p.listeners.add(listener)
+    return () => {
+      p.listeners.delete(listener)
+      // Any valid name can be subscribed to: a log that never recorded an
+      // event and has no subscribers left goes, or asking about names would
+      // grow the map without bound. A log with events keeps its numbering.
+      if (p.listeners.size === 0 && p.seq === 0 && this.logs.get(profile) === p) this.logs.delete(profile)
+    }
+  }
+
+  /** How many profiles have a log in memory. */
+  get loadedProfiles (): number {
+    return this.logs.size
+  }
+
+  /**
+   * Drops a deleted profile's events: its log (subscribers included: a profile
+   * created again under the name starts from seq 1) and its file, after any
+   * write already queued for it, so the file is gone and stays gone.
+   */
+  async forget (profile: string): Promise<void> {
+    const p = this.logs.get(profile)
+    if (p !== undefined) {
+      this.logs.delete(profile)
+      // The cap's bookkeeping skips entries of an empty ring.
+      this.total -= p.ring.length
+      while (p.ring.length > 0) p.ring.shift()
+      p.listeners.clear()
+    }
+    await this.file?.forget(profile)
   }
 
   /** Persists only the profiles `filter` accepts (a memory-only profile writes no file). */

@@ -9,7 +9,8 @@ import type { Config } from '../config/schema.js'
 import type { ProxyDeps } from '../contracts/proxy-deps.js'
 import type { ProfileRegistry } from '../session/profiles.js'
 import type { UpstreamPool } from '../proxy/upstream.js'
-import { DEFAULT_CAPTURE, TrafficCapture } from './capture.js'
+import { DEFAULT_CAPTURE, TrafficCapture, type CaptureSettings } from './capture.js'
+import { isPattern, matchProfileSettings } from '../session/profile-settings.js'
 import { CookieEventWiring } from './cookie-events.js'
 import type { SessionEvents } from './events.js'
 import type { ExplainContributor } from './explain.js'
@@ -40,9 +41,16 @@ export interface ObservabilityOptions {
 export function createObservability (opts: ObservabilityOptions): Observability {
   const { config, events, deps } = opts
   new CookieEventWiring(events).install(opts.profiles)
-  const capture = new TrafficCapture(deps.observers)
+  // A profile's capture comes from its block, found as for every other
+  // setting: by name, else the first pattern ("vu-*") that matches.
+  const configured = (name: string): CaptureSettings | undefined => {
+    const block = matchProfileSettings(config.profiles, name)?.settings.capture
+    return block == null ? undefined : { ...DEFAULT_CAPTURE, ...block }
+  }
+  const patternCaptures = Object.entries(config.profiles).some(([key, p]) => isPattern(key) && p.capture?.enabled === true)
+  const capture = new TrafficCapture(deps.observers, configured, patternCaptures)
   for (const [name, p] of Object.entries(config.profiles)) {
-    if (p.capture != null) capture.configure(name, { ...DEFAULT_CAPTURE, ...p.capture })
+    if (p.capture != null && !isPattern(name)) capture.configure(name, { ...DEFAULT_CAPTURE, ...p.capture })
   }
   let metrics: Metrics | null = null
   if (config.metrics.enabled) {

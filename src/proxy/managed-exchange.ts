@@ -414,7 +414,7 @@ export class ManagedExchange {
     if (this.logged) return
     this.logged = true
     const x = this.x
-    const fields = { req: x.id, method: x.method, host: this.target.authority, status: x.status, ms: msSince(x.started), profile: this.profile.name }
+    const fields = { req: x.id, method: x.method, host: this.target.authority, url: this.target.cookieUrl, status: x.status, ms: msSince(x.started), profile: this.profile.name }
     if (error === undefined) this.deps.accessLog.info(fields, 'proxied')
     else this.deps.accessLog.info({ ...fields, error, detail: message }, 'proxy error')
     for (const o of this.deps.observers) o.onDone?.(x)

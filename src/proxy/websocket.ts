@@ -67,7 +67,7 @@ export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: D
   } catch (err) {
     const e = asProxyError(err)
     sendRawError(client, e)
-    deps.log.info({ method: req.method, host: target.authority, status: e.statusCode, error: e.code, websocket: true }, 'rejected')
+    deps.log.info({ method: req.method, host: target.authority, url: target.cookieUrl, status: e.statusCode, error: e.code, websocket: true }, 'rejected')
     return
   }
   const cookie = mergeCookieHeaders(info.cookie, profile.jar.cookieHeader(target.cookieUrl, target.cookieUrl))
@@ -149,7 +149,7 @@ class UpgradeHandler {
       this.client.once('close', () => {
         this.deps.log.info({ req: this.id, host: this.target.authority, profile: this.profile.name, ms: this.ms() }, 'websocket closed')
       })
-      this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'proxied')
+      this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, url: this.target.cookieUrl, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'proxied')
     }
     // As for plain responses: the client sees the 101 only once the cookie
     // changes it carries are in the journal.
@@ -178,7 +178,7 @@ class UpgradeHandler {
     const writeHead = (waited: boolean): void => {
       if (waited) this.markPersist(kept)
       this.client.write(serializeHead(statusCode, statusText || 'Upgrade Refused', kept))
-      this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'upgrade refused by upstream')
+      this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, url: this.target.cookieUrl, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'upgrade refused by upstream')
     }
     const pending = changed ? this.profile.pendingWrite : null
     if (pending === null) {
@@ -239,7 +239,7 @@ class UpgradeHandler {
     const mapped = mapUpstreamError(err, this.target.authority)
     if (this.relaying) this.client.destroy()
     else sendRawError(this.client, mapped)
-    this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, status: mapped.statusCode, ms: this.ms(), profile: this.profile.name, error: mapped.code, detail: mapped.message, websocket: true }, 'proxy error')
+    this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, url: this.target.cookieUrl, status: mapped.statusCode, ms: this.ms(), profile: this.profile.name, error: mapped.code, detail: mapped.message, websocket: true }, 'proxy error')
   }
 
   private ms (): number {
