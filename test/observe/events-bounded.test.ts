@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
 import t from 'tap'
-import { SessionEvents, type EventsConfig } from '../../src/observe/events.js'
+import { SessionEvents } from '../../src/observe/events.js'
+import type { EventsConfig } from '../../src/contracts/settings.js'
 
 const log = pino({ level: 'silent' })
 const config = (over: Partial<EventsConfig> = {}): EventsConfig => ({ maxPerProfile: 5, maxTotal: 1000, persist: false, sessionCookies: [], fixationWindowMs: 0, ...over })
