@@ -10,10 +10,6 @@
  * Content-Security-Policy. The screenshot goes to a temp dir;
  * SP_UPDATE_SCREENSHOT=1 writes docs/screenshot.png (the README's) instead,
  * so a plain test run leaves the work tree unchanged.
- *
- * The cookie PUT, session.json and profile create/delete routes come from
- * the profile-lifecycle work: their tests probe the route first (without
- * changing anything) and are skipped, saying so, where it is missing.
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -187,14 +183,6 @@ if (!existsSync(CHROMIUM)) {
     t.match(await page.locator('#timeline .event[data-type="cookie.deleted"]').first().textContent(), /theme deleted\s*by admin/)
   })
 
-  /** Whether the lifecycle route is there: a request that changes nothing, told apart by the error code. */
-  const routeExists = async (method: string, path: string, body?: string): Promise<boolean> => {
-    const headers: Record<string, string> = { 'x-session-proxy-admin': '1' }
-    if (body !== undefined) headers['content-type'] = 'application/json'
-    const r = await fetch(`${proxy.url}${path}`, { method, headers, body })
-    return r.headers.get('x-session-proxy-error') !== 'SP_ADMIN_NOT_FOUND'
-  }
-
   t.test('cookies.txt export and import from the page', async (t) => {
     const exported = page.waitForEvent('download')
     await page.click('#cookies-export')
@@ -212,8 +200,7 @@ if (!existsSync(CHROMIUM)) {
   })
 
   t.test('cookie add and edit from the page: the next proxied request carries it', async (t) => {
-    const skip = await routeExists('PUT', '/_session/profiles/app/cookies/probe', '{}') ? false : 'PUT /_session/profiles/{p}/cookies/{name} is not on this branch yet'
-    await t.test('add, edit, send', { skip }, async (t) => {
+    await t.test('add, edit, send', async (t) => {
       await page.click('#add-cookie')
       await page.fill('#cookie-name', 'flavour')
       await page.fill('#cookie-value', 'vanilla')
@@ -239,8 +226,7 @@ if (!existsSync(CHROMIUM)) {
   })
 
   t.test('session.json export and import from the page', async (t) => {
-    const skip = (await fetch(`${proxy.url}/_session/profiles/app/session.json`)).status === 200 ? false : 'GET/PUT /_session/profiles/{p}/session.json is not on this branch yet'
-    await t.test('export, edit, import', { skip }, async (t) => {
+    await t.test('export, edit, import', async (t) => {
       const exported = page.waitForEvent('download')
       await page.click('#session-export')
       const download = await exported
@@ -280,19 +266,10 @@ if (!existsSync(CHROMIUM)) {
   })
 
   t.test('a profile created and deleted from the page', async (t) => {
-    const canCreate = await routeExists('POST', '/_session/profiles', '{}')
-    const canDelete = await routeExists('DELETE', '/_session/profiles/no-such-profile-probe')
-    t.comment(`POST /_session/profiles ${canCreate ? 'exists' : 'is missing'}; DELETE /_session/profiles/{p} ${canDelete ? 'exists' : 'is missing'}`)
-    await t.test('create, then delete', { skip: canDelete ? false : 'DELETE /_session/profiles/{p} is not on this branch yet' }, async (t) => {
-      if (canCreate) {
-        await page.fill('#profile-name', 'scratch')
-        await page.click('#profile-form button[type="submit"]')
-        await page.waitForSelector('.profile[data-profile="scratch"].active')
-      } else {
-        await curl(['-x', `http://scratch@127.0.0.1:${proxy.port}`, `${app.origin}/api/prefs`])
-        await page.locator('.profile[data-profile="scratch"]').click({ timeout: 10_000 })
-        await page.waitForSelector('.profile[data-profile="scratch"].active')
-      }
+    await t.test('create, then delete', async (t) => {
+      await page.fill('#profile-name', 'scratch')
+      await page.click('#profile-form button[type="submit"]')
+      await page.waitForSelector('.profile[data-profile="scratch"].active')
       const asked: string[] = []
       page.once('dialog', (d) => { asked.push(d.message()); void d.accept() })
       await page.click('#delete-profile')
