@@ -6,14 +6,13 @@
  * disk is made two ways that work as root and as a normal user alike:
  * `prlimit --fsize` on the running proxy (every write past the limit fails
  * with EFBIG, also on descriptors already open, like a full disk), and a
- * jars directory made read-only (chmod) with the proxy running as `nobody`
+ * jars directory made read-only (chmod) with the proxy running as root without CAP_DAC_OVERRIDE
  * when the test is root.
  */
 import { spawnSync } from 'node:child_process'
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { untracked } from '../helpers/packaging.js'
 import { adminGet, cleanup, curl, echoCookies, run, startProxy, startUpstream, tempDir, type ProxyProcess } from '../helpers/proxy.js'
 
 interface Health { status: string, profilesLoaded: number, problems: Array<Record<string, unknown>> }
@@ -72,20 +71,13 @@ t.test('a read-only jars directory (chmod) is loud until it is writable again', 
   const up = await startUpstream(echoCookies())
   const dataDir = tempDir()
   t.teardown(async () => { await up.close(); cleanup(dataDir) })
-  // Root ignores permissions: run the proxy as nobody, which owns the data dir.
+  // Root ignores permissions through CAP_DAC_OVERRIDE: run the proxy as
+  // root without it (dropped from the bounding set before exec), so a
+  // read-only directory refuses it as it would anyone. Unlike switching to
+  // another user, this needs no access to the checkout for that user.
   const asRoot = process.getuid?.() === 0
-  let wrap: string[] | undefined
-  if (asRoot) {
-    const nobody = spawnSync('id', ['-u', 'nobody'], { encoding: 'utf8' })
-    const uid = Number(nobody.stdout.trim())
-    const gid = Number(spawnSync('id', ['-g', 'nobody'], { encoding: 'utf8' }).stdout.trim())
-    chownSync(dataDir, uid, gid)
-    wrap = ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--']
-  }
-  // As nobody, tap's coverage hooks (which it adds to every child's
-  // NODE_OPTIONS) cannot write their process info under the checkout: run
-  // that child without them.
-  const proxy = await startProxy({ dataDir, wrap: wrap === undefined ? undefined : untracked(wrap) })
+  const wrap = asRoot ? ['setpriv', '--bounding-set=-dac_override,-dac_read_search', '--'] : undefined
+  const proxy = await startProxy({ dataDir, wrap })
   t.teardown(async () => { await proxy.stop() })
   const jars = join(dataDir, 'jars')
   chmodSync(jars, 0o500)
