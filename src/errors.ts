@@ -144,6 +144,7 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorCatalogueEntry>> = {
   SP_PROFILE_DECLARED: { status: 409, meaning: 'DELETE /_session/profiles/{p}: the profile is declared in the config; remove it there.' },
   SP_COOKIE_INVALID: { status: 400, meaning: 'A cookie written through the admin API (PUT .../cookies/{name}, PUT .../session.json) breaks the rules of the jar; nothing was changed.' },
   SP_PROFILE_PORT: { status: 403, meaning: 'A request on a profile port (profiles.<p>.listen) names another profile by Proxy-Authorization user or X-Session-Profile.' },
+  SP_TUNNEL_PROFILE: { status: 403, meaning: 'A request inside a CONNECT tunnel opened as one profile (by the CONNECT, or on a profile port) names another profile by its own Proxy-Authorization user or X-Session-Profile.' },
   SP_CAPTURE_INVALID: { status: 400, meaning: 'Invalid traffic capture settings.' },
   SP_EXCHANGE_NOT_FOUND: { status: 404, meaning: 'No captured exchange with that request id in the profile (capture keeps the last capture.maxEntries).' },
   SP_EXPLAIN_BAD_URL: { status: 400, meaning: 'explain: the URL is missing or not an absolute http(s) URL.' },

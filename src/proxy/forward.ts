@@ -13,7 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { UpstreamError, type SessionProxyError } from '../errors.js'
 import { performance } from 'node:perf_hooks'
 import type { Profile } from '../session/profiles.js'
-import { resolveProfileName } from '../session/resolve-profile.js'
+import { resolveProfileName, resolveTunnelProfileName } from '../session/resolve-profile.js'
 import type { DefaultHeader } from '../session/host-defaults.js'
 import { appendVia, buildRequestHeaders, buildResponseHeaders, checkVia, isBodilessStatus, mergeCookieHeaders, relayableReason, removeHeader, scanRequestHeaders, type RequestHeaderInfo } from './headers.js'
 import { asProxyError, PERSIST_FAILED_HEADER, sendProxyError } from './respond.js'
@@ -27,14 +27,15 @@ import type { ProxyDeps } from '../contracts/proxy-deps.js'
 const NO_DEFAULTS: readonly DefaultHeader[] = []
 
 /**
- * Checks for a loop, then finds the request's profile: its own
- * Proxy-Authorization, else the tunnel's (CONNECT) profile, else
- * X-Session-Profile, else "default". Throws a typed error (400/407/508).
+ * Checks for a loop, then finds the request's profile: the tunnel's (CONNECT
+ * or profile port) profile, which the request may not contradict (403); else
+ * its Proxy-Authorization, else X-Session-Profile, else "default". Throws a
+ * typed error (400/403/407/508).
  */
 export function resolveRequestProfile (deps: ProxyDeps, info: RequestHeaderInfo, opts: ForwardOptions | undefined): Profile {
   checkVia(info.via, deps.via.pseudonym)
-  return deps.profiles.get(opts?.profile !== undefined && info.proxyAuthorization === undefined
-    ? opts.profile
+  return deps.profiles.get(opts?.profile !== undefined
+    ? resolveTunnelProfileName(info.proxyAuthorization, info.profile, deps.proxyUsers, opts.profile)
     : resolveProfileName(info.proxyAuthorization, info.profile, deps.proxyUsers))
 }
 
