@@ -100,6 +100,13 @@ export function redactHeaderValue (name: string, value: unknown): unknown {
   return SECRET_HEADER.test(name) ? '[redacted]' : value
 }
 
+/** A host rule's header value for people: a plain value, or `{ value, override }` (both redacted the same way). */
+function headerSummary (name: string, v: unknown): unknown {
+  if (typeof v === 'string') return redactHeaderValue(name, v)
+  if (isRecord(v) && typeof v.value === 'string') return { value: redactHeaderValue(name, v.value), override: v.override === true }
+  return '[redacted]'
+}
+
 /**
  * The profile's own host rules, for people: match and header names with
  * values unless they are credentials; auth as its kind and user only.
@@ -109,7 +116,7 @@ function settingsSummary (config: Config, name: string): Array<Record<string, un
   return (settings?.hosts ?? []).map((rule) => {
     const r = rule as unknown as Record<string, unknown>
     const out: Record<string, unknown> = { match: r.match }
-    if (isRecord(r.headers)) out.headers = Object.fromEntries(Object.entries(r.headers).map(([k, v]) => [k, typeof v === 'string' ? redactHeaderValue(k, v) : '[redacted]']))
+    if (isRecord(r.headers)) out.headers = Object.fromEntries(Object.entries(r.headers).map(([k, v]) => [k, headerSummary(k, v)]))
     if (isRecord(r.auth)) out.auth = Object.fromEntries(Object.entries(r.auth).map(([k, v]) => [k, k === 'type' || k === 'username' || k === 'user' ? (typeof v === 'string' ? v : '[redacted]') : '[redacted]']))
     return out
   })

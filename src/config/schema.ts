@@ -24,11 +24,21 @@ export interface BearerAuthRule {
 
 export type AuthRule = BasicAuthRule | BearerAuthRule
 
+/**
+ * A default header as an object: `override: true` makes it replace the
+ * client's own header of that name instead of only filling in when the
+ * client sent none (curl, wget and python always send User-Agent).
+ */
+export interface HostHeaderValue {
+  value: string
+  override?: boolean
+}
+
 /** Default headers and auth for upstream hosts matching `match`. */
 export interface HostRule {
   /** Host pattern: `api.example.com`, `*.example.com`, `*`, optionally with `:port`. */
   match: string
-  headers?: Record<string, string>
+  headers?: Record<string, string | HostHeaderValue>
   auth?: AuthRule
 }
 
@@ -189,7 +199,16 @@ const hostRule = {
       type: 'object',
       nullable: true,
       propertyNames: { pattern: headerName },
-      additionalProperties: { type: 'string' },
+      additionalProperties: {
+        // A plain value fills in when the client sent none; the object form can replace the client's.
+        type: ['string', 'object'],
+        additionalProperties: false,
+        required: ['value'],
+        properties: {
+          value: { type: 'string' },
+          override: { type: 'boolean' }
+        }
+      },
       required: []
     },
     auth: {

@@ -172,7 +172,7 @@ export function explain (profile: Profile, t: ExplainTarget, contributors: reado
       rule: d.rule,
       match: d.match,
       applies: d.overriddenBy === null,
-      ...(d.overriddenBy !== null ? { note: `overridden by ${d.overriddenBy}` } : {})
+      ...(d.overriddenBy !== null ? { note: `overridden by ${d.overriddenBy}` } : d.override ? { note: "replaces the client's own value (override: true)" } : {})
     }
     ;(d.auth ? auth : headers).push(rule)
   }
@@ -187,7 +187,7 @@ export function explain (profile: Profile, t: ExplainTarget, contributors: reado
     auth,
     csrf: [],
     notes: [
-      'Default headers and auth are added only when the client did not send that header itself.',
+      'Default headers and auth are added only when the client did not send that header itself, unless the header is marked override: true.',
       "A cookie the client sends itself wins over the jar's cookie of the same name.",
       t.site === 'same-site'
         ? 'SameSite does not restrict the proxy: it has no cross-site context, so it sends cookies as for a same-site request. Ask with site=cross-site or site=cross-site-navigation to see what a browser would do.'

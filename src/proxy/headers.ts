@@ -2,7 +2,7 @@
  * Header rules for both directions. Hop-by-hop headers, and every header a
  * Connection header names, describe one connection and never cross the proxy
  * (RFC 9110 7.6.1). The request side then adds, in order: host defaults (the
- * client's own header wins), the profile's cookies merged with the client's,
+ * client's own header wins, unless the default is marked override), the profile's cookies merged with the client's,
  * Host from the target, and Via.
  */
 import { LoopDetectedError } from '../errors.js'
@@ -118,10 +118,17 @@ export function mergeCookieHeaders (client: string | undefined, jar: string): st
   return out
 }
 
+/** Names of the defaults marked `override` (hosts[].headers): they replace the client's own. */
+function overrideNames (defaults: readonly DefaultHeader[]): Set<string> | null {
+  let names: Set<string> | null = null
+  for (const d of defaults) if (d[3] === true && !NEVER_DEFAULT.has(d[0])) (names ??= new Set()).add(d[0])
+  return names
+}
+
 /**
  * Builds the upstream request's flat header list from the client's raw
  * headers. `defaults` are added only where the client sent no header of that
- * name.
+ * name, except those marked override, which replace the client's.
  */
 export function buildRequestHeaders (
   raw: readonly string[],
@@ -134,6 +141,7 @@ export function buildRequestHeaders (
   const dropped = connectionTokens(info.connection)
   const out: string[] = []
   let present: Set<string> | null = defaults.length > 0 ? new Set() : null
+  const overrides = present === null ? null : overrideNames(defaults)
   const plain = dropped === null && present === null
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!
@@ -143,6 +151,8 @@ export function buildRequestHeaders (
     }
     const lower = name.toLowerCase()
     if (HOP_BY_HOP.has(lower) || REBUILT_REQUEST.has(lower) || (dropped !== null && dropped.has(lower))) continue
+    // Not marked present: the override default below takes its place.
+    if (overrides !== null && overrides.has(lower)) continue
     present?.add(lower)
     out.push(name, raw[i + 1]!)
   }

@@ -1,7 +1,8 @@
 /**
  * Default headers and auth per upstream host (and per profile). Rules are
  * resolved once per profile and authority, then cached: the hot path only
- * looks up a ready list of headers to add where the client sent none.
+ * looks up a ready list of headers to add where the client sent none, or,
+ * for a header marked `override: true`, in place of the client's own.
  */
 import { readFileSync } from 'node:fs'
 import { ConfigError, SessionProxyError } from '../errors.js'
@@ -9,8 +10,12 @@ import { compileHostPattern, type HostPattern } from '../net/host-pattern.js'
 import type { AuthRule, HostRule } from '../config/schema.js'
 import type { SecretRef } from '../contracts/settings.js'
 
-/** [lower-case name, name, value] */
-export type DefaultHeader = readonly [string, string, string]
+/**
+ * [lower-case name, name, value, override]. With `override` true the header
+ * replaces the client's own of that name (buildRequestHeaders drops the
+ * client's); otherwise it is added only where the client sent none.
+ */
+export type DefaultHeader = readonly [lower: string, name: string, value: string, override?: boolean]
 
 interface CompiledRule {
   pattern: HostPattern
@@ -32,6 +37,8 @@ export interface DefaultHeaderSource {
   auth: boolean
   /** The later rule whose value for the same header wins, or null when this one is sent. */
   overriddenBy: string | null
+  /** Replaces the client's own header of this name (`override: true`), rather than only filling in. */
+  override: boolean
 }
 
 export function readSecret (ref: SecretRef, where: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -76,9 +83,10 @@ interface AuthSource {
 
 function compile (rule: HostRule, where: string, env: NodeJS.ProcessEnv): CompiledRule {
   const headers: DefaultHeader[] = []
-  for (const [name, value] of Object.entries(rule.headers ?? {})) {
+  for (const [name, spec] of Object.entries(rule.headers ?? {})) {
+    const value = typeof spec === 'string' ? spec : spec.value
     if (/[\r\n\0]/.test(value)) throw new ConfigError(`${where}.headers.${name}: value contains a line break or NUL`)
-    headers.push([name.toLowerCase(), name, value])
+    headers.push(typeof spec !== 'string' && spec.override === true ? [name.toLowerCase(), name, value, true] : [name.toLowerCase(), name, value])
   }
   let authSource: AuthSource | null = null
   if (rule.auth !== undefined && rule.auth !== null) {
@@ -145,12 +153,12 @@ export class HostDefaults {
     for (const rule of this.rules) {
       if (!rule.pattern.matches(host, port)) continue
       const listed: readonly DefaultHeader[] = rule.authSource === null ? rule.headers : [...rule.headers, ['authorization', 'Authorization', '']]
-      for (const [lower, name, value] of listed) {
+      for (const [lower, name, value, override] of listed) {
         const auth = lower === 'authorization' && rule.auth !== null
         const shown = auth
           ? `${rule.auth!.type === 'basic' ? 'Basic' : 'Bearer'} <redacted>${rule.auth!.username !== null ? ` (user ${rule.auth!.username})` : ''}`
           : lower === 'authorization' || lower === 'cookie' ? '<redacted>' : value
-        const src: DefaultHeaderSource = { name, value: shown, rule: rule.where, match: rule.match, auth, overriddenBy: null }
+        const src: DefaultHeaderSource = { name, value: shown, rule: rule.where, match: rule.match, auth, overriddenBy: null, override: override === true }
         const earlier = byName.get(lower)
         if (earlier !== undefined) earlier.overriddenBy = rule.where
         byName.set(lower, src)
