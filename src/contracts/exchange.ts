@@ -44,9 +44,10 @@ export interface ExchangeObserver {
 /** What differs for requests that do not arrive as plain absolute-form proxy requests. */
 export interface ForwardOptions {
   /**
-   * The profile a CONNECT tunnel authenticated as: clients send
-   * Proxy-Authorization only on CONNECT, so it stands for every request
-   * inside the tunnel that carries none of its own.
+   * The profile a CONNECT tunnel (or a profile port) was opened as: clients
+   * send Proxy-Authorization only on CONNECT, so it is the profile of every
+   * request inside; one naming another gets 403 SP_TUNNEL_PROFILE
+   * (resolveTunnelProfileName).
    */
   profile?: string
   /** Reverse mode: rewrites response headers (Location) before they are sent. */
