@@ -14,6 +14,7 @@ import net from 'node:net'
 import t from 'tap'
 import { cleanup, echoCookies, startProxy, startUpstream, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
 import { connectRaw, parseHead, readResponse, type RawResponse } from '../helpers/raw-client.js'
+import { startWsUpstream } from '../helpers/ws.js'
 
 const basic = (user: string, password: string): string => 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64')
 
@@ -58,6 +59,21 @@ async function throughTunnel (proxyPort: number, upstream: Upstream, connectHead
     if (connect.status !== 200) return { connect, inner: null }
     s.write(`GET ${path} HTTP/1.1\r\nHost: ${authority}\r\n${innerHeaders.map((h) => h + '\r\n').join('')}Connection: close\r\n\r\n`)
     return { connect, inner: await readResponse(s) }
+  } finally {
+    s.destroy()
+  }
+}
+
+/** CONNECT as `connectHeaders`, then a WebSocket handshake inside the tunnel; the handshake's answer head. */
+async function upgradeInTunnel (proxyPort: number, upstreamPort: number, connectHeaders: string[], innerHeaders: string[]): Promise<RawResponse> {
+  const authority = `127.0.0.1:${upstreamPort}`
+  const s = await connectRaw(proxyPort)
+  try {
+    s.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${connectHeaders.map((h) => h + '\r\n').join('')}\r\n`)
+    const connect = await readConnectHead(s)
+    if (connect.status !== 200) return connect
+    s.write(`GET /socket HTTP/1.1\r\nHost: ${authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${innerHeaders.map((h) => h + '\r\n').join('')}\r\n`)
+    return await readConnectHead(s)
   } finally {
     s.destroy()
   }
@@ -167,4 +183,20 @@ t.test('profile ports: a tunnel on the alice port is alice, with or without prox
   t.same(await cookiesOf(open, 'alice'), ['a=1'], 'a plain request in the tunnel is alice')
   const noAuth = await throughTunnel(authedPort, upstream, [], [])
   t.equal(noAuth.connect.status, 407, 'the alice port asks for proxyAuth when it is configured')
+})
+
+t.test('a WebSocket handshake inside the tunnel (ws:// as undici tunnels it) follows the same rule', async (t) => {
+  const ws = await startWsUpstream()
+  const proxy = await startProxy({ args: ['--connect-port', String(ws.port)] })
+  t.teardown(async () => { await proxy.stop(); await ws.close(); cleanup(proxy.dataDir) })
+  const asAlice = [`Proxy-Authorization: ${basic('alice', '')}`]
+  const refused = await upgradeInTunnel(proxy.port, ws.port, asAlice, [`Proxy-Authorization: ${basic('bob', '')}`])
+  t.equal(refused.status, 403, 'a handshake naming bob inside alice\'s tunnel is refused')
+  t.equal(refused.headers['x-session-proxy-error'], 'SP_TUNNEL_PROFILE')
+  t.equal(ws.handshakes.length, 0, 'it never reached the upstream')
+  const ok = await upgradeInTunnel(proxy.port, ws.port, asAlice, [])
+  t.equal(ok.status, 101, 'a handshake without its own credentials is alice\'s')
+  t.equal(ws.handshakes.length, 1)
+  t.same(await cookiesOf(proxy, 'alice'), ['ws=1'], 'the cookie of the 101 went into alice\'s jar')
+  t.same(await cookiesOf(proxy, 'bob'), [])
 })
