@@ -42,7 +42,7 @@ const load = (p) => import(pathToFileURL(join(ROOT, p)).href)
 const { startProxy, startUpstream, cleanup } = await load('test/helpers/proxy.ts')
 const { createTestCa, startHttpsUpstream } = await load('test/helpers/tls.ts')
 const { startWsUpstream, openWs } = await load('test/helpers/ws.ts')
-const { startSpringLike } = await load('test/fixtures/spring/spring-like-server.ts')
+const { startSpringLike } = await load('test/helpers/spring-like.ts')
 const { traffic } = await load('scripts/soak/traffic.ts')
 const { ProxyAgent } = await import('undici')
 

@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import t from 'tap'
 import { ROOT, cleanup, curl, startProxy, tempDir, type ProxyProcess } from '../helpers/proxy.js'
-import { startSpringLikeApp, type SpringLikeApp } from '../observe/spring-like-app.js'
+import { startSpringLike, type SpringLikeServer } from '../helpers/spring-like.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const UPDATE = process.env.SP_UPDATE_SCREENSHOT === '1'
@@ -24,7 +24,7 @@ const UPDATE = process.env.SP_UPDATE_SCREENSHOT === '1'
 if (!existsSync(CHROMIUM)) {
   t.fail(`${CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)`)
 } else {
-  let app: SpringLikeApp
+  let app: SpringLikeServer
   let proxy: ProxyProcess
   let browser: BrowserContext
   let page: Page
@@ -34,7 +34,7 @@ if (!existsSync(CHROMIUM)) {
   const screenshot = join(shotDir, 'screenshot.png')
 
   t.before(async () => {
-    app = await startSpringLikeApp({ alice: 'alice-pw' })
+    app = await startSpringLike({ users: { alice: 'alice-pw' }, entryPoint: 'redirect-relative', homePageForm: false })
     proxy = await startProxy({ config: proxyConfig() })
     browser = await chromium.launchPersistentContext(profileDir, {
       executablePath: CHROMIUM,
@@ -102,7 +102,7 @@ if (!existsSync(CHROMIUM)) {
   t.test('the exchange list marks a renewed request, opens to its redacted headers, and the timeline links to it', async (t) => {
     // The first request of the profile was renewed too (its first login): wait for one more.
     const renewedBefore = await page.locator('#exchanges tr.exchange[data-marks~="renewed"]').count()
-    app.killSessions()
+    app.invalidateAll()
     const me = await curl([...as, `${app.origin}/api/me`])
     t.equal(me.status, 200, 'the autopilot logged in again and replayed the request')
     await page.waitForFunction((n) => document.querySelectorAll('#exchanges tr.exchange[data-marks~="renewed"]').length > n, renewedBefore, { timeout: 10_000 })
@@ -196,7 +196,7 @@ if (!existsSync(CHROMIUM)) {
     t.match(await page.locator('#jar tbody tr[data-cookie="imported"]').textContent(), /imported\s*from-file/)
     t.ok(await page.locator('#jar tbody tr[data-cookie="JSESSIONID"]').count() === 1, 'the exported session came back with it')
     await curl([...as, `${app.origin}/api/me`])
-    t.match(app.requests.at(-1)!.headers.cookie, /imported=from-file/, 'the next proxied request carries the imported cookie')
+    t.match(app.log.at(-1)!.headers.cookie, /imported=from-file/, 'the next proxied request carries the imported cookie')
   })
 
   t.test('cookie add and edit from the page: the next proxied request carries it', async (t) => {
@@ -221,7 +221,7 @@ if (!existsSync(CHROMIUM)) {
       t.match(await row.textContent(), /HttpOnly/)
       t.ok(await page.locator('#cookie-form').isHidden(), 'the form closes when saved')
       await curl([...as, `${app.origin}/api/me`])
-      t.match(app.requests.at(-1)!.headers.cookie, /flavour=chocolate/, 'the next proxied request carries the edited value')
+      t.match(app.log.at(-1)!.headers.cookie, /flavour=chocolate/, 'the next proxied request carries the edited value')
     })
   })
 

@@ -7,7 +7,7 @@
  */
 import net from 'node:net'
 import t from 'tap'
-import { openEventStream } from '../observe/helpers.js'
+import { openEventStream } from '../helpers/events.js'
 import { cleanup, CLI, curl, echoCookies, ROOT, run, startProxy, startUpstream, viaProxy, type CurlResult, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
 
 interface Teardown { teardown: (fn: () => Promise<void> | void) => void }

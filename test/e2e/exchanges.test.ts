@@ -5,17 +5,17 @@
  */
 import t from 'tap'
 import { adminGet, cleanup, curl, startProxy, startUpstream, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
-import { startSpringLikeApp, type SpringLikeApp } from '../observe/spring-like-app.js'
+import { startSpringLike, type SpringLikeServer } from '../helpers/spring-like.js'
 
 interface Summary { requestId: number, method: string, url: string, status: number, profile: string, marks: string[], events: Array<{ type: string }>, error: unknown }
 interface Detail extends Summary { requestHeaders: Array<[string, string]>, responseHeaders: Array<[string, string]>, redacted: boolean }
 
-let app: SpringLikeApp
+let app: SpringLikeServer
 let plain: Upstream
 let proxy: ProxyProcess
 
 t.before(async () => {
-  app = await startSpringLikeApp({ alice: 'alice-pw' })
+  app = await startSpringLike({ users: { alice: 'alice-pw' }, entryPoint: 'redirect-relative', homePageForm: false })
   plain = await startUpstream((req, res) => {
     res.writeHead(200, req.url === '/set' ? { 'set-cookie': 'k=v; Path=/' } : {})
     res.end('ok')

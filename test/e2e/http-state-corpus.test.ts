@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { startRawCookieServer } from '../fixtures/raw-cookie-server.js'
+import { startRawCookieServer } from '../helpers/raw-cookie-server.js'
 import { cleanup, startProxy, viaProxy } from '../helpers/proxy.js'
 
 interface Case {

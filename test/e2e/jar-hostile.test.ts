@@ -8,9 +8,9 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { startRawCookieServer, type RawCookieServer } from '../fixtures/raw-cookie-server.js'
+import { startRawCookieServer, type RawCookieServer } from '../helpers/raw-cookie-server.js'
 import { adminGet, cleanup, curl, startProxy, tempDir, type ProxyProcess } from '../helpers/proxy.js'
-import { eventsOf } from '../observe/helpers.js'
+import { eventsOf } from '../helpers/events.js'
 
 const MAX_ISO = '9999-12-31T23:59:59.000Z'
 

@@ -3,7 +3,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { cleanup, curl, echoCookies, startProxy, startUpstream, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
-import { eventsOf, lastSeq, listEvents, openEventStream, sleep, type Ev } from '../observe/helpers.js'
+import { eventsOf, lastSeq, listEvents, openEventStream, type Ev } from '../helpers/events.js'
+import { sleep } from '../helpers/raw-client.js'
 
 const hash = (v: string): string => createHash('sha256').update(v).digest('hex').slice(0, 12)
 

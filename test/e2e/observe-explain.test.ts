@@ -1,7 +1,7 @@
 import net from 'node:net'
 import t from 'tap'
 import { CLI, cleanup, curl, echoCookies, run, startProxy, startUpstream, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
-import { sleep } from '../observe/helpers.js'
+import { sleep } from '../helpers/raw-client.js'
 
 interface Verdict { name: string, domain: string, path: string, sent: boolean, reasons: Array<{ code: string, message: string }> }
 interface Rule { name: string, value: string, rule: string, match: string, applies: boolean, note?: string }

@@ -1,8 +1,8 @@
 import { gzipSync } from 'node:zlib'
 import t from 'tap'
 import { cleanup, curl, startProxy, startUpstream, type UpstreamHandler } from '../helpers/proxy.js'
-import { harErrors } from '../observe/har-validate.js'
-import { eventsOf } from '../observe/helpers.js'
+import { harErrors } from '../helpers/har-validate.js'
+import { eventsOf } from '../helpers/events.js'
 
 interface HarNV { name: string, value: string }
 interface HarEntry {

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import t from 'tap'
 import { cleanup, curl, startProxy, startUpstream } from '../helpers/proxy.js'
-import { parsePrometheusStrict, sampleValue } from '../observe/prom-parse.js'
+import { parsePrometheusStrict, sampleValue } from '../helpers/prom-parse.js'
 
 const require = createRequire(import.meta.url)
 interface ThirdPartyFamily { name: string, type: string, help: string, metrics: Array<{ value?: string, labels?: Record<string, string>, buckets?: Record<string, string>, count?: string, sum?: string }> }

@@ -1,6 +1,6 @@
 /**
  * The session autopilot end to end against Spring Security 6-shaped
- * upstreams (test/fixtures/spring/spring-like-server.ts: a Node server, since
+ * upstreams (test/helpers/spring-like.ts: a Node server, since
  * a real Spring app cannot be built here): the real proxy process, curl and
  * Node's http client as clients, every upstream request logged.
  *
@@ -10,8 +10,8 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { adminGet, cleanup, curl, startProxy, startUpstream, viaProxy, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
-import { firstHeader, headerCount, startSpringLike, type LoggedRequest, type SpringLikeServer } from '../fixtures/spring/spring-like-server.js'
-import { jsessionidCookie, tomcatSessionId, unmaskCsrfToken } from '../fixtures/spring/spring-responses.js'
+import { firstHeader, headerCount, startSpringLike, type LoggedRequest, type SpringLikeServer } from '../helpers/spring-like.js'
+import { jsessionidCookie, tomcatSessionId, unmaskCsrfToken } from '../helpers/spring-responses.js'
 
 interface Ev { type: string, seq: number, [k: string]: unknown }
 

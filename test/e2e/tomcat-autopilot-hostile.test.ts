@@ -7,7 +7,7 @@
 import t from 'tap'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { isTomcatInstalled, startTomcat, type TomcatInstance } from '../fixtures/tomcat/tomcat.js'
+import { isTomcatInstalled, startTomcat, type TomcatInstance } from '../helpers/tomcat.js'
 import { adminGet, cleanup, curl, startProxy, tempDir, type ProxyProcess } from '../helpers/proxy.js'
 
 if (!isTomcatInstalled()) {

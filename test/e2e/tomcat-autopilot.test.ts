@@ -5,7 +5,7 @@
  * two profiles logged in as two users at once.
  */
 import t from 'tap'
-import { isTomcatInstalled, startTomcat, type TomcatInstance } from '../fixtures/tomcat/tomcat.js'
+import { isTomcatInstalled, startTomcat, type TomcatInstance } from '../helpers/tomcat.js'
 import { adminGet, cleanup, curl, runCli, startProxy, type ProxyProcess } from '../helpers/proxy.js'
 
 if (!isTomcatInstalled()) {

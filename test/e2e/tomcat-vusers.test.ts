@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { isTomcatInstalled, startTomcat, type TomcatInstance, type TomcatUser } from '../fixtures/tomcat/tomcat.js'
+import { isTomcatInstalled, startTomcat, type TomcatInstance, type TomcatUser } from '../helpers/tomcat.js'
 import { adminGet, cleanup, curl, run, startProxy, tempDir, type ProxyProcess } from '../helpers/proxy.js'
 
 const N = 50

@@ -10,7 +10,7 @@ import { cookiesFromSetCookie, type ResponseView } from '../../../src/session/au
 import { ConfigError } from '../../../src/errors.js'
 import {
   csrfTokenJson, maskCsrfToken, rawCsrfToken, springAppPage, springLoginPage, xsrfClearCookie, xsrfCookie
-} from '../../fixtures/spring/spring-responses.js'
+} from '../../helpers/spring-responses.js'
 
 const noJar = (): undefined => undefined
 const jarOf = (cookies: Record<string, string>) => (name: string): string | undefined => cookies[name]

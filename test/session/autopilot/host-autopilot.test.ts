@@ -7,7 +7,7 @@ import t from 'tap'
 import { HostAutopilot, ProfileAutopilot, type OriginAutopilot } from '../../../src/session/autopilot/host-autopilot.js'
 import { LoginFailedError, type LoginResult } from '../../../src/session/autopilot/login-flow.js'
 import { cookiesFromSetCookie } from '../../../src/session/autopilot/values.js'
-import { springLoginPage } from '../../fixtures/spring/spring-responses.js'
+import { springLoginPage } from '../../helpers/spring-responses.js'
 
 /** The rule as a request to http://127.0.0.1:8080 sees it (its login runs there). */
 const rule = (extra: Record<string, unknown> = {}): OriginAutopilot =>

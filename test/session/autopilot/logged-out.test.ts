@@ -7,7 +7,7 @@
 import t from 'tap'
 import { DEFAULT_LOGGED_OUT, LoggedOutDetector } from '../../../src/session/autopilot/logged-out.js'
 import { HostAutopilot } from '../../../src/session/autopilot/host-autopilot.js'
-import { springAppPage, springLoginPage, springSessionCookie, springSessionExpireCookie, tomcatDeleteCookie, xsrfClearCookie } from '../../fixtures/spring/spring-responses.js'
+import { springAppPage, springLoginPage, springSessionCookie, springSessionExpireCookie, tomcatDeleteCookie, xsrfClearCookie } from '../../helpers/spring-responses.js'
 
 const json = ['Content-Type', 'application/json']
 const location = (l: string): string[] => ['Location', l, 'Content-Length', '0']

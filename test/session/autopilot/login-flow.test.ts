@@ -10,7 +10,7 @@ import { ConfigError, SessionProxyError } from '../../../src/errors.js'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { HTML, JSON_TYPE, jsessionidCookie, maskCsrfToken, rawCsrfToken, springErrorJson, springLoginPage, tomcatSessionId, unmaskCsrfToken, xsrfCookie } from '../../fixtures/spring/spring-responses.js'
+import { HTML, JSON_TYPE, jsessionidCookie, maskCsrfToken, rawCsrfToken, springErrorJson, springLoginPage, tomcatSessionId, unmaskCsrfToken, xsrfCookie } from '../../helpers/spring-responses.js'
 
 interface Sent { method: string, url: string, headers: Array<[string, string]>, body: string | undefined }
 

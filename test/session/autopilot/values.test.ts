@@ -9,7 +9,7 @@ import {
 } from '../../../src/session/autopilot/values.js'
 import {
   csrfTokenJson, maskCsrfToken, rawCsrfToken, springAppPage, springLoginPage, tomcatDeleteCookie, unmaskCsrfToken, xsrfClearCookie, xsrfCookie
-} from '../../fixtures/spring/spring-responses.js'
+} from '../../helpers/spring-responses.js'
 
 const noJar = (): undefined => undefined
 

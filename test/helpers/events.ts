@@ -1,10 +1,10 @@
 /**
- * Helpers for the observability tests: reading the events API, a small
+ * Session events for tests: reading the events API, a small
  * Server-Sent Events client over node:http (what EventSource does: Accept
  * header, Last-Event-ID, id/data fields).
  */
 import http from 'node:http'
-import type { ProxyProcess } from '../helpers/proxy.js'
+import type { ProxyProcess } from './proxy.js'
 
 export interface Ev {
   seq: number
@@ -88,5 +88,3 @@ export async function openEventStream (url: string, headers: Record<string, stri
     req.on('error', reject)
   })
 }
-
-export const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
