@@ -1,11 +1,11 @@
+/** The proxy's CA and the leaf certificates it mints (src/proxy/tls/ca.ts, mint.ts). */
 import { X509Certificate } from 'node:crypto'
 import { chmodSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { CertificateAuthority } from '../../src/proxy/tls/ca.js'
-import { LeafMinter } from '../../src/proxy/tls/mint.js'
-import { parseReverseBase, rewriteLocation } from '../../src/proxy/reverse.js'
-import { cleanup, tempDir } from '../helpers/proxy.js'
+import { CertificateAuthority } from '../../../src/proxy/tls/ca.js'
+import { LeafMinter } from '../../../src/proxy/tls/mint.js'
+import { cleanup, tempDir } from '../../helpers/proxy.js'
 
 t.test('CA: created once, reloaded, key kept private', async (t) => {
   const dir = tempDir('sp-ca-')
@@ -47,23 +47,4 @@ t.test('leaf certificates', async (t) => {
   for (const h of ['a.test', 'b.test', 'c.test', 'd.test']) minter.contextFor(h)
   t.equal(minter.size, 3, 'the context cache is bounded')
   t.equal(minter.contextFor('d.test'), minter.contextFor('D.TEST'), 'cached per lower-cased name')
-})
-
-t.test('reverse mode Location rewriting', async (t) => {
-  const root = parseReverseBase('https://api.example.com')
-  const proxy = 'http://sidecar:8080'
-  t.equal(rewriteLocation(root, 'https://api.example.com/login?next=/a', proxy), 'http://sidecar:8080/login?next=/a')
-  t.equal(rewriteLocation(root, 'https://API.example.com:443/x#f', proxy), 'http://sidecar:8080/x#f', 'default port and case do not matter')
-  t.equal(rewriteLocation(root, '/relative', proxy), '/relative')
-  t.equal(rewriteLocation(root, '//api.example.com/p', proxy), 'http://sidecar:8080/p', 'scheme-relative')
-  t.equal(rewriteLocation(root, 'http://api.example.com/p', proxy), 'http://api.example.com/p', 'another scheme is another origin')
-  t.equal(rewriteLocation(root, 'https://sso.example.com/', proxy), 'https://sso.example.com/')
-  const based = parseReverseBase('https://api.example.com/v1/')
-  t.equal(based.basePath, '/v1')
-  t.equal(rewriteLocation(based, 'https://api.example.com/v1/items', proxy), 'http://sidecar:8080/items')
-  t.equal(rewriteLocation(based, '/v1/items', proxy), '/items')
-  t.equal(rewriteLocation(based, '/v1', proxy), '/')
-  t.equal(rewriteLocation(based, 'https://api.example.com/other', proxy), 'https://api.example.com/other', 'outside the base path: left alone')
-  t.throws(() => parseReverseBase('ftp://x'), /http/)
-  t.throws(() => parseReverseBase('https://x/?q=1'), /query/)
 })
