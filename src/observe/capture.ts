@@ -14,6 +14,8 @@ import { BadRequestError } from '../errors.js'
 import { isSecretHeader, redactHeader } from './redact.js'
 
 export const DEFAULT_CAPTURE: CaptureSettings = { enabled: false, maxEntries: 200, maxBodyBytes: 64 * 1024, redact: true }
+/** The defaults, switched on: what a refusal shows as an example (stated once, here). */
+const CAPTURE_EXAMPLE = JSON.stringify({ ...DEFAULT_CAPTURE, enabled: true })
 
 export interface CapturedExchange {
   requestId: number
@@ -71,7 +73,7 @@ function requestBodySize (headers: readonly string[]): number {
 }
 
 export function validateCaptureSettings (input: unknown, base: CaptureSettings): CaptureSettings {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new BadRequestError('SP_CAPTURE_INVALID', 'expected a JSON object like {"enabled": true, "maxEntries": 200, "maxBodyBytes": 65536, "redact": true}')
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new BadRequestError('SP_CAPTURE_INVALID', `expected a JSON object like ${CAPTURE_EXAMPLE}`)
   const o = input as Record<string, unknown>
   const out = { ...base }
   for (const [k, v] of Object.entries(o)) {
