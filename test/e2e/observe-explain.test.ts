@@ -1,19 +1,10 @@
-import net from 'node:net'
 import t from 'tap'
-import { CLI, cleanup, curl, echoCookies, run, startProxy, startUpstream, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
+import { CLI, cleanup, curl, echoCookies, freePort, run, startProxy, startUpstream, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
 import { sleep } from '../helpers/raw-client.js'
 
 interface Verdict { name: string, domain: string, path: string, sent: boolean, reasons: Array<{ code: string, message: string }> }
 interface Rule { name: string, value: string, rule: string, match: string, applies: boolean, note?: string }
 interface Result { profile: string, url: string, method: string, site: string, cookies: Verdict[], cookieHeader: string, headers: Rule[], auth: Rule[], csrf: Rule[], notes: string[] }
-
-async function freePort (): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
 
 interface Ctx { proxy: ProxyProcess, up: Upstream }
 

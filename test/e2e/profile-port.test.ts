@@ -8,18 +8,7 @@
 import net from 'node:net'
 import { existsSync } from 'node:fs'
 import t from 'tap'
-import { cleanup, curl, echoCookies, startProxy, startUpstream, tempDir, viaProxy, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.on('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-}
+import { cleanup, curl, echoCookies, freePort, startProxy, startUpstream, tempDir, viaProxy, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
 
 async function cookiesOf (proxy: ProxyProcess, profile: string): Promise<string[]> {
   const r = await fetch(`${proxy.url}/_session/profiles/${profile}/cookies`)

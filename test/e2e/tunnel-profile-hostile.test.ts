@@ -12,22 +12,11 @@
  */
 import net from 'node:net'
 import t from 'tap'
-import { cleanup, echoCookies, startProxy, startUpstream, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
+import { cleanup, echoCookies, freePort, startProxy, startUpstream, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
 import { connectRaw, parseHead, readResponse, type RawResponse } from '../helpers/raw-client.js'
 import { startWsUpstream } from '../helpers/ws.js'
 
 const basic = (user: string, password: string): string => 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64')
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.on('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 /** Reads the CONNECT answer head only (the tunnel stays open after a 200). */
 async function readConnectHead (s: net.Socket): Promise<RawResponse> {

@@ -5,6 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -45,6 +46,18 @@ export interface StartOptions {
 export function assertNoGuard (proxy: Pick<ProxyProcess, 'output'>): void {
   const hit = proxy.output.find((line) => line.includes(GUARD_MESSAGE))
   if (hit !== undefined) throw new Error(`the proxy's process guard caught an uncaught error (a bug):\n${hit}`)
+}
+
+/** A port that was free on 127.0.0.1 a moment ago (for servers that must be told their port). */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })
 }
 
 export function tempDir (prefix = 'sp-test-'): string {

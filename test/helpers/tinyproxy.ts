@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
-import { tempDir } from './proxy.js'
+import { freePort, tempDir } from './proxy.js'
 
 export interface TinyProxy {
   port: number
@@ -20,17 +20,6 @@ export interface TinyProxy {
 
 export function hasTinyproxy (): boolean {
   return spawnSync('sh', ['-c', 'command -v tinyproxy'], { encoding: 'utf8' }).status === 0
-}
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 async function waitForPort (port: number, deadline: number): Promise<void> {
