@@ -146,6 +146,8 @@ export interface Config {
   logFormat: LogFormat
   connectTo: string[]
   allowClients: string[]
+  /** ES modules loaded at start as addons (README "Addons"); paths in a config file are relative to it. */
+  addons: string[]
   proxyAuth: ProxyAuthConfig | null
   pool: PoolConfig
   jar: JarConfig
@@ -246,6 +248,7 @@ export const configSchema = {
       items: { type: 'string', pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]*):([0-9]{0,5}):(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]*):([0-9]{0,5})$' }
     },
     allowClients: { type: 'array', items: { type: 'string', minLength: 1 } },
+    addons: { type: 'array', items: { type: 'string', minLength: 1 } },
     proxyAuth: {
       type: 'object',
       nullable: true,

@@ -1,0 +1,105 @@
+/**
+ * Compiling the loaded addons into hook lists, and running one list over a
+ * flow. A list of sync hooks runs synchronously (no promise, no tick); the
+ * first hook that returns a thenable turns the rest of the run async. A
+ * hook that throws or rejects becomes SP_ADDON_ERROR (502), naming the addon
+ * and the hook.
+ */
+import type { Addon } from '../contracts/addon.js'
+import type { CompiledHooks, HookEntry, HookName } from '../contracts/hooks.js'
+import { SessionProxyError } from '../errors.js'
+import type { Flow } from './flow.js'
+
+export const NO_HOOKS: CompiledHooks = Object.freeze({ size: 0, request: [], response: [], error: [] })
+
+export interface LoadedAddon {
+  /** `addon.name`, or the file it came from. */
+  name: string
+  addon: Addon
+}
+
+export function compileHooks (addons: readonly LoadedAddon[]): CompiledHooks {
+  if (addons.length === 0) return NO_HOOKS
+  const lists: Record<HookName, HookEntry[]> = { request: [], response: [], error: [] }
+  for (const { name, addon } of addons) {
+    for (const hook of ['request', 'response', 'error'] as const) {
+      const fn = addon[hook]
+      if (typeof fn === 'function') lists[hook].push({ addon: name, fn: fn.bind(addon) })
+    }
+  }
+  const size = lists.request.length + lists.response.length + lists.error.length
+  return size === 0 ? NO_HOOKS : Object.freeze({ size, ...lists })
+}
+
+export function addonError (entry: HookEntry, hook: HookName, err: unknown): SessionProxyError {
+  const detail = err instanceof Error ? err.message : String(err)
+  return new SessionProxyError('SP_ADDON_ERROR', 502, `addon "${entry.addon}" failed in its ${hook} hook: ${detail}`, { cause: err })
+}
+
+function isThenable (value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function'
+}
+
+/**
+ * Runs `list` over `flow` in order. Returns undefined when every hook was
+ * synchronous, else a promise; either way a failing hook throws (or
+ * rejects) SP_ADDON_ERROR. Request hooks stop at the first that answers
+ * with flow.respond().
+ */
+export function runHooks (list: readonly HookEntry[], hook: HookName, flow: Flow): Promise<void> | undefined {
+  const request = hook === 'request'
+  for (let i = 0; i < list.length; i++) {
+    if (request && flow.answer !== null) return undefined
+    const entry = list[i]!
+    let result: unknown
+    flow.inRequest = request
+    try {
+      result = entry.fn(flow)
+    } catch (err) {
+      throw addonError(entry, hook, err)
+    } finally {
+      flow.inRequest = false
+    }
+    if (isThenable(result)) return continueAsync(list, hook, flow, i, result)
+  }
+  return undefined
+}
+
+async function continueAsync (list: readonly HookEntry[], hook: HookName, flow: Flow, at: number, pending: PromiseLike<unknown>): Promise<void> {
+  const request = hook === 'request'
+  // respond() stays allowed while an async request hook runs.
+  flow.inRequest = request
+  try {
+    await pending
+  } catch (err) {
+    throw addonError(list[at]!, hook, err)
+  } finally {
+    flow.inRequest = false
+  }
+  for (let i = at + 1; i < list.length; i++) {
+    if (request && flow.answer !== null) return
+    const entry = list[i]!
+    flow.inRequest = request
+    try {
+      await entry.fn(flow)
+    } catch (err) {
+      throw addonError(entry, hook, err)
+    } finally {
+      flow.inRequest = false
+    }
+  }
+}
+
+/**
+ * Error hooks: the client's answer is decided already, so what they throw is
+ * only reported (through `onFailure`), never raised.
+ */
+export function runErrorHooks (list: readonly HookEntry[], flow: Flow, onFailure: (err: SessionProxyError) => void): void {
+  if (list.length === 0) return
+  try {
+    const done = runHooks(list, 'error', flow)
+    if (done !== undefined) done.catch(onFailure)
+  } catch (err) {
+    onFailure(err as SessionProxyError)
+  }
+}
