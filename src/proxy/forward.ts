@@ -264,15 +264,17 @@ class ForwardHandler implements Exchange {
           this.refuseHead(err)
         }
       }
-      const written = persist === null ? null : persist.then(() => null, (e: unknown) => e ?? new Error('journal write failed'))
-      if (hooked === undefined) void written!.then(deliver)
-      else {
-        hooked.then(async () => await (written ?? null)).then(deliver, (err: unknown) => {
-          if (this.finished) return
-          this.held = null
-          this.refuseHead(err, true)
-        })
+      if (hooked === undefined) {
+        persist!.then(() => deliver(null), deliver)
+        return false
       }
+      // Both: the journal write's outcome, once the hooks are done (the write started before them).
+      const written = persist === null ? null : persist.then(() => null, (e: unknown) => e ?? new Error('journal write failed'))
+      hooked.then(async () => await written).then(deliver, (err: unknown) => {
+        if (this.finished) return
+        this.held = null
+        this.refuseHead(err, true)
+      })
       return false
     }
     return this.deliverHead(statusCode, statusText, headers, bodiless)

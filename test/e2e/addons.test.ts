@@ -11,7 +11,7 @@ import { join, relative } from 'node:path'
 import t from 'tap'
 import { ProxyAgent } from 'undici'
 import { FIXTURE_ADDON, FIXTURE_BODY, TAG_ADDON, loginRule, rawHandshake, startLoginApp, writeConfig, writeModule } from '../helpers/addons.js'
-import { adminGet, assertNoGuard, cleanup, curl, runCli, startProxy, startUpstream, tempDir, viaProxy, type ProxyProcess, type UpstreamHandler } from '../helpers/proxy.js'
+import { ROOT, adminGet, assertNoGuard, cleanup, curl, echoCookies, runCli, startProxy, startUpstream, tempDir, viaProxy, type ProxyProcess, type UpstreamHandler } from '../helpers/proxy.js'
 import { createTestCa, startHttpsUpstream } from '../helpers/tls.js'
 import { openWs, startWsUpstream } from '../helpers/ws.js'
 
@@ -20,8 +20,8 @@ const echoTag: UpstreamHandler = (req, res) => {
   res.end(JSON.stringify({ tag: req.headers['x-addon-tag'] ?? null, path: req.url }))
 }
 
-async function proxyCaFile (proxy: ProxyProcess): Promise<string> {
-  const file = join(tempDir('sp-cacert-'), 'proxy-ca.pem')
+async function proxyCaFile (proxy: ProxyProcess, dir: string): Promise<string> {
+  const file = join(dir, 'proxy-ca.pem')
   writeFileSync(file, (await adminGet(proxy, '/_session/ca.pem')).body)
   return file
 }
@@ -39,7 +39,7 @@ t.test('the README addons tag requests and answer from a fixture on every entry'
   const config = writeConfig(dir, { addons: [relative(dir, FIXTURE_ADDON)], profiles: { ap: { autopilot: [loginRule(app)] } } })
   const proxy = await startProxy({ args: ['--config', config, '--addon', TAG_ADDON, '--upstream-ca', ca.file, '--connect-port', String(secure.port)] })
   const reverse = await startProxy({ args: ['--reverse', plain.origin, '--addon', TAG_ADDON, '--addon', FIXTURE_ADDON] })
-  const cacert = await proxyCaFile(proxy)
+  const cacert = await proxyCaFile(proxy, dir)
   t.teardown(async () => {
     await proxy.stop(); await reverse.stop()
     await plain.close(); await secure.close(); await ws.close(); await app.close()
@@ -158,6 +158,14 @@ t.test('a failing addon gives 502 SP_ADDON_ERROR and the proxy keeps serving', a
   const posted = await viaProxy(proxy.port, `${echo.origin}/upload`, { method: 'POST', body })
   t.equal(posted.body, String(body.length), 'the whole request body reached the upstream')
 
+  // A response that sets a cookie waits for both the journal write and the async response hook.
+  const jarUp = await startUpstream(echoCookies())
+  t.teardown(async () => await jarUp.close())
+  const setting = await viaProxy(proxy.port, `${jarUp.origin}/login?set=${encodeURIComponent('sid=held; Path=/')}`)
+  t.equal(setting.status, 200)
+  t.match(readFileSync(join(proxy.dataDir, 'jars', 'default.jsonl'), 'utf8'), /sid/, 'the cookie is on disk once the client has the answer')
+  t.equal(JSON.parse((await viaProxy(proxy.port, `${jarUp.origin}/next`)).body).cookie, 'sid=held')
+
   t.equal(readFileSync(errors, 'utf8'), 'SP_ADDON_ERROR http\nSP_ADDON_ERROR http\nSP_ADDON_ERROR http\nSP_ADDON_ERROR websocket\n', 'error hooks ran for each failure')
   t.ok(proxy.output.some((l) => l.includes('an addon hook failed')), 'logged')
   t.doesNotThrow(() => assertNoGuard(proxy), 'the process guard never fired')
@@ -205,4 +213,13 @@ t.test('an addon that cannot be loaded refuses the start, naming the file', asyn
   const r = runCli(['--port', '0', '--data-dir', join(dir, 'data'), '--config', config])
   t.equal(r.status, 2)
   t.match(r.stderr, `cannot load addon ${join(dir, 'missing.mjs')}`, 'a config path is relative to the config file')
+})
+
+t.test('the README shows the example files as they are', async (t) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+  for (const file of [TAG_ADDON, FIXTURE_ADDON]) {
+    // The files start with a comment saying what they do; the README says it in prose.
+    const code = readFileSync(file, 'utf8').replace(/^(\/\/.*\n)+\n?/, '')
+    t.ok(readme.includes('```js\n' + code + '```'), `${relative(ROOT, file)} is in the README's Addons section`)
+  }
 })
