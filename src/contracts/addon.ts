@@ -67,7 +67,17 @@ export interface Flow {
   respond: (answer: FlowAnswer) => void
 }
 
-export type Hook = (flow: Flow) => void | Promise<void>
+/** What `response` hooks get: the response head is there. */
+export interface ResponseFlow extends Flow {
+  readonly response: FlowResponse
+}
+
+/** What `error` hooks get: the failure is there. */
+export interface ErrorFlow extends Flow {
+  readonly error: FlowError
+}
+
+export type Hook<F extends Flow = Flow> = (flow: F) => void | Promise<void>
 
 export interface Addon {
   /** Named in logs and in SP_ADDON_ERROR messages; the file name when absent. */
@@ -75,9 +85,9 @@ export interface Addon {
   /** Before the request goes upstream, after the proxy added cookies, defaults and auth. */
   request?: Hook
   /** When the response head has arrived, before the client sees it. */
-  response?: Hook
+  response?: Hook<ResponseFlow>
   /** When the exchange failed. What it throws is logged; the client's answer is already decided. */
-  error?: Hook
+  error?: Hook<ErrorFlow>
 }
 
 /** A pino-like logger, already tagged with the addon's name. */

@@ -5,7 +5,7 @@
  * hook that throws or rejects becomes SP_ADDON_ERROR (502), naming the addon
  * and the hook.
  */
-import type { Addon } from '../contracts/addon.js'
+import type { Addon, Hook } from '../contracts/addon.js'
 import type { CompiledHooks, HookEntry, HookName } from '../contracts/hooks.js'
 import { SessionProxyError } from '../errors.js'
 import type { Flow } from './flow.js'
@@ -23,7 +23,8 @@ export function compileHooks (addons: readonly LoadedAddon[]): CompiledHooks {
   const lists: Record<HookName, HookEntry[]> = { request: [], response: [], error: [] }
   for (const { name, addon } of addons) {
     for (const hook of ['request', 'response', 'error'] as const) {
-      const fn = addon[hook]
+      const fn = addon[hook] as Hook | undefined
+      // A response (error) list only ever runs on flows that have a response (error).
       if (typeof fn === 'function') lists[hook].push({ addon: name, fn: fn.bind(addon) })
     }
   }
