@@ -82,10 +82,15 @@ function toAnswer (a: FlowAnswer): LocalAnswer {
       headers.push(String(name), String(value))
     }
   }
-  const body = a.body === undefined || a.body === null ? Buffer.alloc(0) : typeof a.body === 'string' ? Buffer.from(a.body) : Buffer.from(a.body.buffer, a.body.byteOffset, a.body.byteLength)
   const view = new HeaderList(headers)
   // The proxy frames the body itself.
   view.delete('transfer-encoding')
+  if (status === 204 || status === 304) {
+    // No body, whatever was given (RFC 9110 6.4.1).
+    view.delete('content-length')
+    return { status, headers, body: Buffer.alloc(0) }
+  }
+  const body = a.body === undefined || a.body === null ? Buffer.alloc(0) : typeof a.body === 'string' ? Buffer.from(a.body) : Buffer.from(a.body.buffer, a.body.byteOffset, a.body.byteLength)
   view.set('content-length', String(body.length))
   return { status, headers, body }
 }
