@@ -152,7 +152,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
   const events = new SessionEvents(config.events, config.dataDir, log)
   // A memory-only profile (persist: false) leaves no file behind, its events included.
   events.persistOnly((name) => matchProfileSettings(config.profiles, name)?.settings.persist !== false)
-  const deps: ProxyDeps = { pool, profiles, log, accessLog: createAccessLogger(log), via, proxyUsers: users, observers: [], events, hooks: compileHooks(opts.addons ?? []) }
+  const deps: ProxyDeps = { pool, profiles, log, accessLog: createAccessLogger(log), via, proxyUsers: users, observers: [], events, hooks: compileHooks(opts.addons ?? [], config.limits.addonHookTimeoutMs) }
   const observe = createObservability({ config, profiles, pool, deps, events, log, version: opts.version })
   const upgradedSockets = new Set<Socket>()
   const track = (socket: Socket): void => {

@@ -125,6 +125,8 @@ export interface LimitsConfig {
   loginStepTimeoutMs: number
   /** Largest body the proxy reads from a login step or a discarded answer. */
   loginMaxBodyBytes: number
+  /** An async addon hook must settle within this, else 502 SP_ADDON_ERROR. */
+  addonHookTimeoutMs: number
   /** SIGTERM/SIGINT: in-flight requests get this long before connections are cut. */
   shutdownTimeoutMs: number
 }
@@ -362,6 +364,7 @@ export const configSchema = {
         maxAdminBodyBytes: positiveInt,
         loginStepTimeoutMs: positiveInt,
         loginMaxBodyBytes: positiveInt,
+        addonHookTimeoutMs: positiveInt,
         shutdownTimeoutMs: nonNegativeInt
       }
     },

@@ -19,6 +19,8 @@ export interface HookEntry {
  */
 export interface CompiledHooks {
   readonly size: number
+  /** An async hook that has not settled after this long fails (limits.addonHookTimeoutMs). */
+  readonly timeoutMs: number
   readonly request: readonly HookEntry[]
   readonly response: readonly HookEntry[]
   readonly error: readonly HookEntry[]

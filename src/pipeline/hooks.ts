@@ -10,7 +10,10 @@ import type { CompiledHooks, HookEntry, HookName } from '../contracts/hooks.js'
 import { SessionProxyError } from '../errors.js'
 import type { Flow } from './flow.js'
 
-export const NO_HOOKS: CompiledHooks = Object.freeze({ size: 0, request: [], response: [], error: [] })
+/** limits.addonHookTimeoutMs's default. */
+const DEFAULT_TIMEOUT_MS = 30_000
+
+export const NO_HOOKS: CompiledHooks = Object.freeze({ size: 0, timeoutMs: DEFAULT_TIMEOUT_MS, request: [], response: [], error: [] })
 
 export interface LoadedAddon {
   /** `addon.name`, or the file it came from. */
@@ -18,7 +21,7 @@ export interface LoadedAddon {
   addon: Addon
 }
 
-export function compileHooks (addons: readonly LoadedAddon[]): CompiledHooks {
+export function compileHooks (addons: readonly LoadedAddon[], timeoutMs = DEFAULT_TIMEOUT_MS): CompiledHooks {
   if (addons.length === 0) return NO_HOOKS
   const lists: Record<HookName, HookEntry[]> = { request: [], response: [], error: [] }
   for (const { name, addon } of addons) {
@@ -29,7 +32,7 @@ export function compileHooks (addons: readonly LoadedAddon[]): CompiledHooks {
     }
   }
   const size = lists.request.length + lists.response.length + lists.error.length
-  return size === 0 ? NO_HOOKS : Object.freeze({ size, ...lists })
+  return size === 0 ? NO_HOOKS : Object.freeze({ size, timeoutMs, ...lists })
 }
 
 export function addonError (entry: HookEntry, hook: HookName, err: unknown): SessionProxyError {
@@ -42,12 +45,13 @@ function isThenable (value: unknown): value is PromiseLike<unknown> {
 }
 
 /**
- * Runs `list` over `flow` in order. Returns undefined when every hook was
+ * Runs the `hook` list of `hooks` over `flow` in order. Returns undefined when every hook was
  * synchronous, else a promise; either way a failing hook throws (or
  * rejects) SP_ADDON_ERROR. Request hooks stop at the first that answers
  * with flow.respond().
  */
-export function runHooks (list: readonly HookEntry[], hook: HookName, flow: Flow): Promise<void> | undefined {
+export function runHooks (hooks: CompiledHooks, hook: HookName, flow: Flow): Promise<void> | undefined {
+  const list = hooks[hook]
   const request = hook === 'request'
   for (let i = 0; i < list.length; i++) {
     if (request && flow.answer !== null) return undefined
@@ -61,17 +65,31 @@ export function runHooks (list: readonly HookEntry[], hook: HookName, flow: Flow
     } finally {
       flow.inRequest = false
     }
-    if (isThenable(result)) return continueAsync(list, hook, flow, i, result)
+    if (isThenable(result)) return continueAsync(list, hook, flow, i, result, hooks.timeoutMs)
   }
   return undefined
 }
 
-async function continueAsync (list: readonly HookEntry[], hook: HookName, flow: Flow, at: number, pending: PromiseLike<unknown>): Promise<void> {
+/** A hook that never settles must not hold its request (and its connection) forever. */
+async function settled (pending: PromiseLike<unknown>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    // Not unref'd: it is cleared as soon as the hook settles.
+    timer = setTimeout(() => reject(new Error(`it did not settle within ${timeoutMs} ms (limits.addonHookTimeoutMs)`)), timeoutMs)
+  })
+  try {
+    await Promise.race([pending, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+async function continueAsync (list: readonly HookEntry[], hook: HookName, flow: Flow, at: number, pending: PromiseLike<unknown>, timeoutMs: number): Promise<void> {
   const request = hook === 'request'
   // respond() stays allowed while an async request hook runs.
   flow.inRequest = request
   try {
-    await pending
+    await settled(pending, timeoutMs)
   } catch (err) {
     throw addonError(list[at]!, hook, err)
   } finally {
@@ -82,7 +100,8 @@ async function continueAsync (list: readonly HookEntry[], hook: HookName, flow: 
     const entry = list[i]!
     flow.inRequest = request
     try {
-      await entry.fn(flow)
+      const result = entry.fn(flow)
+      if (isThenable(result)) await settled(result, timeoutMs)
     } catch (err) {
       throw addonError(entry, hook, err)
     } finally {
@@ -95,10 +114,10 @@ async function continueAsync (list: readonly HookEntry[], hook: HookName, flow: 
  * Error hooks: the client's answer is decided already, so what they throw is
  * only reported (through `onFailure`), never raised.
  */
-export function runErrorHooks (list: readonly HookEntry[], flow: Flow, onFailure: (err: SessionProxyError) => void): void {
-  if (list.length === 0) return
+export function runErrorHooks (hooks: CompiledHooks, flow: Flow, onFailure: (err: SessionProxyError) => void): void {
+  if (hooks.error.length === 0) return
   try {
-    const done = runHooks(list, 'error', flow)
+    const done = runHooks(hooks, 'error', flow)
     if (done !== undefined) done.catch(onFailure)
   } catch (err) {
     onFailure(err as SessionProxyError)

@@ -153,7 +153,7 @@ class ForwardHandler implements Exchange {
     const flow = this.flow = new Flow(this.id, this.profile.name, kind, this.method, `${this.target.scheme}://${this.target.authority}${this.target.path}`, this.requestHeaders)
     let pending: Promise<void> | undefined
     try {
-      pending = runHooks(this.deps.hooks.request, 'request', flow)
+      pending = runHooks(this.deps.hooks, 'request', flow)
     } catch (err) {
       this.fail(asProxyError(err))
       return
@@ -239,7 +239,7 @@ class ForwardHandler implements Exchange {
     if (this.flow !== null && this.deps.hooks.response.length !== 0) {
       this.flow.setResponse(statusCode, headers)
       try {
-        hooked = runHooks(this.deps.hooks.response, 'response', this.flow)
+        hooked = runHooks(this.deps.hooks, 'response', this.flow)
       } catch (err) {
         this.refuseHead(err, true)
         return false
@@ -359,7 +359,7 @@ class ForwardHandler implements Exchange {
     if (mapped.code === 'SP_ADDON_ERROR') this.deps.log.warn({ req: this.id, profile: this.profile.name, host: this.target.authority, err: mapped.message }, 'an addon hook failed; the client got 502 SP_ADDON_ERROR')
     if (flow !== null && this.deps.hooks.error.length !== 0) {
       flow.setError(mapped)
-      runErrorHooks(this.deps.hooks.error, flow, (e) => this.deps.log.warn({ req: this.id, profile: this.profile.name, err: e.message }, 'an addon error hook failed'))
+      runErrorHooks(this.deps.hooks, flow, (e) => this.deps.log.warn({ req: this.id, profile: this.profile.name, err: e.message }, 'an addon error hook failed'))
     }
     if (this.res.headersSent) {
       // Too late for an error page: cut the connection so the client sees a

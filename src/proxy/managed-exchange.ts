@@ -271,7 +271,7 @@ export class ManagedExchange {
     if (deps.hooks.error.length === 0) return
     const flow = this.flow ?? new Flow(this.x.id, this.profile.name, this.kind(), this.x.method, this.url, this.x.requestHeaders)
     flow.setError(e)
-    runErrorHooks(deps.hooks.error, flow, (err) => deps.log.warn({ req: this.x.id, profile: this.profile.name, err: err.message }, 'an addon error hook failed'))
+    runErrorHooks(deps.hooks, flow, (err) => deps.log.warn({ req: this.x.id, profile: this.profile.name, err: err.message }, 'an addon error hook failed'))
   }
 
   private kind (): 'http' | 'https' | 'reverse' {
@@ -301,7 +301,7 @@ export class ManagedExchange {
     const hooks = this.deps.hooks
     if (hooks.size !== 0) {
       const flow = this.flow = new Flow(this.x.id, this.profile.name, this.kind(), this.x.method, this.url, headers.headers)
-      await runHooks(hooks.request, 'request', flow)
+      await runHooks(hooks, 'request', flow)
       this.checkClient()
       if (flow.answer !== null) { this.answerLocally(flow.answer); return null }
     }
@@ -441,7 +441,7 @@ export class ManagedExchange {
     if (this.flow !== null && this.deps.hooks.response.length !== 0) {
       this.flow.setResponse(head.status, headers)
       try {
-        await runHooks(this.deps.hooks.response, 'response', this.flow)
+        await runHooks(this.deps.hooks, 'response', this.flow)
       } catch (err) {
         held.abort()
         throw err

@@ -86,7 +86,7 @@ export async function sendWithSession (deps: SessionClientDeps, profile: Profile
   let flow: Flow | null = null
   if (hooks !== null) {
     flow = new Flow(requestId, profile.name, 'login', request.method, `${target.scheme}://${target.authority}${target.path}`, headers)
-    await runHooks(hooks.request, 'request', flow)
+    await runHooks(hooks, 'request', flow)
     if (flow.answer !== null) {
       // Answered by an addon: taken as the upstream's answer, its cookies stored.
       const answer = flow.answer
@@ -141,7 +141,7 @@ export async function sendWithSession (deps: SessionClientDeps, profile: Profile
             if (setCookies !== null) cookiesChanged = profile.capture(setCookies, target.cookieUrl, requestId)
             if (flow !== null && hooks!.response.length !== 0) {
               flow.setResponse(statusCode, responseHeaders)
-              hooked = runHooks(hooks!.response, 'response', flow)
+              hooked = runHooks(hooks!, 'response', flow)
             }
           } catch (err) {
             fail(asProxyError(err))

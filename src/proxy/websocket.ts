@@ -144,7 +144,7 @@ class UpgradeHandler {
     }
     let pending: Promise<void> | undefined
     try {
-      pending = runHooks(this.deps.hooks.request, 'request', flow)
+      pending = runHooks(this.deps.hooks, 'request', flow)
     } catch (err) {
       this.refuse(asProxyError(err))
       return
@@ -169,7 +169,7 @@ class UpgradeHandler {
     const flow = this.flow
     if (flow === null || this.deps.hooks.error.length === 0) return
     flow.setError(e)
-    runErrorHooks(this.deps.hooks.error, flow, (err) => this.deps.log.warn({ req: this.id, profile: this.profile.name, err: err.message }, 'an addon error hook failed'))
+    runErrorHooks(this.deps.hooks, flow, (err) => this.deps.log.warn({ req: this.id, profile: this.profile.name, err: err.message }, 'an addon error hook failed'))
   }
 
   /**
@@ -182,7 +182,7 @@ class UpgradeHandler {
     if (flow === null || this.deps.hooks.response.length === 0) return undefined
     flow.setResponse(status, headers)
     try {
-      return runHooks(this.deps.hooks.response, 'response', flow)
+      return runHooks(this.deps.hooks, 'response', flow)
     } catch (err) {
       this.refuse(asProxyError(err))
       return null

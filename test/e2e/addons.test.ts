@@ -117,6 +117,7 @@ t.test('a failing addon gives 502 SP_ADDON_ERROR and the proxy keeps serving', a
       request (flow) {
         if (flow.request.url.endsWith('/throw')) throw new Error('request went wrong')
         if (flow.request.url.endsWith('/reject')) return Promise.reject(new Error('async request went wrong'))
+        if (flow.request.url.endsWith('/stuck')) return new Promise(() => {})
       },
       async response (flow) {
         await new Promise((resolve) => setTimeout(resolve, 5))
@@ -128,7 +129,7 @@ t.test('a failing addon gives 502 SP_ADDON_ERROR and the proxy keeps serving', a
   `)
   const up = await startUpstream(echoTag)
   const ws = await startWsUpstream()
-  const proxy = await startProxy({ args: ['--addon', file] })
+  const proxy = await startProxy({ args: ['--addon', file], env: { SESSION_PROXY_LIMITS_ADDON_HOOK_TIMEOUT_MS: '300' } })
   t.teardown(async () => { await proxy.stop(); await up.close(); await ws.close(); cleanup(proxy.dataDir, dir) })
 
   for (const path of ['/throw', '/reject']) {
@@ -141,6 +142,10 @@ t.test('a failing addon gives 502 SP_ADDON_ERROR and the proxy keeps serving', a
   t.equal(late.status, 502)
   t.equal(late.headers['x-session-proxy-error'], 'SP_ADDON_ERROR')
   t.match(late.body, /addon "flaky" failed in its response hook: response went wrong/)
+
+  const stuck = await viaProxy(proxy.port, `${up.origin}/stuck`)
+  t.equal(stuck.status, 502, 'a hook that never settles')
+  t.match(stuck.body, /addon "flaky" failed in its request hook: it did not settle within 300 ms \(limits.addonHookTimeoutMs\)/)
 
   const ok = await viaProxy(proxy.port, `${up.origin}/fine`)
   t.equal(ok.status, 200, 'the next request is served')
@@ -166,7 +171,7 @@ t.test('a failing addon gives 502 SP_ADDON_ERROR and the proxy keeps serving', a
   t.match(readFileSync(join(proxy.dataDir, 'jars', 'default.jsonl'), 'utf8'), /sid/, 'the cookie is on disk once the client has the answer')
   t.equal(JSON.parse((await viaProxy(proxy.port, `${jarUp.origin}/next`)).body).cookie, 'sid=held')
 
-  t.equal(readFileSync(errors, 'utf8'), 'SP_ADDON_ERROR http\nSP_ADDON_ERROR http\nSP_ADDON_ERROR http\nSP_ADDON_ERROR websocket\n', 'error hooks ran for each failure')
+  t.equal(readFileSync(errors, 'utf8'), 'SP_ADDON_ERROR http\nSP_ADDON_ERROR http\nSP_ADDON_ERROR http\nSP_ADDON_ERROR http\nSP_ADDON_ERROR websocket\n', 'error hooks ran for each failure')
   t.ok(proxy.output.some((l) => l.includes('an addon hook failed')), 'logged')
   t.doesNotThrow(() => assertNoGuard(proxy), 'the process guard never fired')
 })
