@@ -14,7 +14,8 @@ import { runLoginCommand } from './commands/login.js'
 import { runCookiesCommand } from './commands/cookies.js'
 import { createSessionProxy } from './server.js'
 import { CertificateAuthority } from './proxy/tls/ca.js'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
+import { AddonLoadError, loadAddons } from './pipeline/addon-host.js'
 import { VERSION } from './version.js'
 
 /** A config key's environment variable, from the mapping generated from the schema (so help cannot name a stale one). */
@@ -38,6 +39,8 @@ Options (environment variable in brackets; config-file key after it):
                            (log lines: ${envOf('logFormat')}logFormat auto|json|pretty)
   --connect-to H:P:H2:P2   connect to H2:P2 for requests to H:P, as curl does; repeatable
                            ${envOf('connectTo')}connectTo
+  --addon FILE             load an addon module (README "Addons"); repeatable, added to
+                           ${envOf('addons')}addons
   --reverse URL            reverse (sidecar) mode: plain requests outside /_session/ go to URL
                            ${envOf('reverse')}reverse
   --reverse-forward        with --reverse, also act as a forward proxy (absolute-form requests to
@@ -101,6 +104,7 @@ interface Flags {
   'intercept-exclude'?: string[]
   'no-intercept'?: boolean
   'allow-clients'?: string[]
+  addon?: string[]
   help?: boolean
   version?: boolean
 }
@@ -137,6 +141,7 @@ async function main (argv: string[]): Promise<void> {
         'intercept-exclude': { type: 'string', multiple: true },
         'no-intercept': { type: 'boolean' },
         'allow-clients': { type: 'string', multiple: true },
+        addon: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' }
       },
@@ -183,11 +188,20 @@ async function main (argv: string[]): Promise<void> {
     }
     return
   }
+  // --addon files come after the configured ones, relative to the working directory.
+  for (const file of values.addon ?? []) config.addons.push(resolve(file))
   const log = createLogger(config.logLevel, { pretty: isPretty(config.logFormat) })
   installProcessGuard(log)
+  let addons
+  try {
+    addons = await loadAddons(config.addons, config as unknown as Readonly<Record<string, unknown>>, log)
+  } catch (err) {
+    if (err instanceof AddonLoadError) fail(err.message)
+    throw err
+  }
   let proxy
   try {
-    proxy = createSessionProxy({ config, log, version: VERSION })
+    proxy = createSessionProxy({ config, log, version: VERSION, addons })
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message)
     throw err

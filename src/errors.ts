@@ -100,6 +100,8 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorCatalogueEntry>> = {
   SP_CLIENT_CLOSED: { status: 0, meaning: 'Metrics only: the client went away before a response status was sent.' },
   SP_INTERNAL: { status: 500, meaning: 'A bug: an unexpected error inside the proxy. Please report it.' },
   SP_CONFIG_INVALID: { status: 500, meaning: 'The configuration is invalid (reported at start-up, exit status 2).' },
+  SP_ADDON_ERROR: { status: 502, meaning: 'An addon hook threw or rejected; the message names the addon (its name or file) and the hook. The proxy keeps serving.' },
+  SP_ADDON_LOAD: { status: 0, meaning: 'An addon module (addons, --addon) could not be loaded: missing file, syntax error, no default export, a factory that threw, or a hook that is not a function. The proxy refuses to start (exit status 2).' },
   // Upstream failures
   SP_UPSTREAM_DNS: { status: 502, meaning: 'The upstream host name could not be resolved.' },
   SP_UPSTREAM_REFUSED: { status: 502, meaning: 'The upstream refused the connection.' },

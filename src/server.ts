@@ -41,6 +41,7 @@ import { join } from 'node:path'
 import { ClientAllowlist, isLoopbackHost } from './net/allowlist.js'
 import { answerClientError, ClientConnections } from './net/connections.js'
 import type { Target } from './proxy/target.js'
+import { compileHooks, type LoadedAddon } from './pipeline/hooks.js'
 
 function ignore (): void {}
 
@@ -70,6 +71,8 @@ export interface CreateOptions {
   config: Config
   log: Logger
   version: string
+  /** The addons loaded at start (src/pipeline/addon-host.ts); none by default. */
+  addons?: readonly LoadedAddon[]
 }
 
 function proxyUsers (config: Config): Map<string, string> | null {
@@ -149,7 +152,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
   const events = new SessionEvents(config.events, config.dataDir, log)
   // A memory-only profile (persist: false) leaves no file behind, its events included.
   events.persistOnly((name) => matchProfileSettings(config.profiles, name)?.settings.persist !== false)
-  const deps: ProxyDeps = { pool, profiles, log, accessLog: createAccessLogger(log), via, proxyUsers: users, observers: [], events }
+  const deps: ProxyDeps = { pool, profiles, log, accessLog: createAccessLogger(log), via, proxyUsers: users, observers: [], events, hooks: compileHooks(opts.addons ?? [], config.limits.addonHookTimeoutMs) }
   const observe = createObservability({ config, profiles, pool, deps, events, log, version: opts.version })
   const upgradedSockets = new Set<Socket>()
   const track = (socket: Socket): void => {

@@ -99,12 +99,12 @@ t.test('src/ has no import cycle, type imports included', async (t) => {
   t.same(found.map((c) => c.join(' -> ')), [], found.length === 0 ? 'no cycle' : `${found.length} cycle(s):\n${found.map((c) => `  [${c.length}] ${c.join(', ')}`).join('\n')}`)
 })
 
-/** The layer of a src/ file: contracts 1, config/net 2, session/observe 3, proxy 4, admin 5, wiring 6. */
+/** The layer of a src/ file: contracts 1, config/net/pipeline 2, session/observe 3, proxy 4, admin 5, wiring 6. */
 function layerOf (file: string): number {
   const top = file.includes('/') ? file.slice(0, file.indexOf('/')) : file
   switch (top) {
     case 'contracts': case 'errors.ts': case 'version.ts': case 'process-guard.ts': return 1
-    case 'config': case 'net': case 'log.ts': return 2
+    case 'config': case 'net': case 'log.ts': case 'pipeline': return 2
     case 'session': case 'observe': return 3
     case 'proxy': return 4
     case 'admin': return 5

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { homedir } from 'node:os'
-import { extname, join, resolve } from 'node:path'
+import { dirname, extname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ErrorObject } from 'ajv'
 import { ConfigError } from '../errors.js'
@@ -318,7 +318,10 @@ export function loadConfig (opts: LoadOptions = {}): LoadedConfig {
   const file = opts.configFile ?? (env[CONFIG_ENV] || undefined)
   if (file !== undefined) {
     const path = resolve(file)
-    merged = mergeConfig(merged, readConfigFile(path))
+    const fromFile = readConfigFile(path)
+    // Addon paths in a config file are relative to that file, wherever the proxy is started.
+    if (Array.isArray(fromFile.addons)) fromFile.addons = (fromFile.addons as string[]).map((p) => resolve(dirname(path), p))
+    merged = mergeConfig(merged, fromFile)
     sources.push(path)
   }
   merged = mergeConfig(merged, configFromEnv(env))
@@ -327,5 +330,6 @@ export function loadConfig (opts: LoadOptions = {}): LoadedConfig {
   const config = merged as unknown as Config
   if (config.dataDir === null || config.dataDir === undefined) config.dataDir = defaultDataDir(env)
   config.dataDir = resolve(config.dataDir)
+  config.addons = (config.addons ?? []).map((p) => resolve(p))
   return { config, sources }
 }

@@ -135,6 +135,8 @@ export interface LimitsConfig {
   loginStepTimeoutMs: number
   /** Largest body the proxy reads from a login step or a discarded answer. */
   loginMaxBodyBytes: number
+  /** An async addon hook must settle within this, else 502 SP_ADDON_ERROR. */
+  addonHookTimeoutMs: number
   /** SIGTERM/SIGINT: in-flight requests get this long before connections are cut. */
   shutdownTimeoutMs: number
 }
@@ -156,6 +158,8 @@ export interface Config {
   logFormat: LogFormat
   connectTo: string[]
   allowClients: string[]
+  /** ES modules loaded at start as addons (README "Addons"); paths in a config file are relative to it. */
+  addons: string[]
   proxyAuth: ProxyAuthConfig | null
   pool: PoolConfig
   jar: JarConfig
@@ -265,6 +269,7 @@ export const configSchema = {
       items: { type: 'string', pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]*):([0-9]{0,5}):(\\[[0-9A-Fa-f:.]+\\]|[^:\\s]*):([0-9]{0,5})$' }
     },
     allowClients: { type: 'array', items: { type: 'string', minLength: 1 } },
+    addons: { type: 'array', items: { type: 'string', minLength: 1 } },
     proxyAuth: {
       type: 'object',
       nullable: true,
@@ -378,6 +383,7 @@ export const configSchema = {
         maxAdminBodyBytes: positiveInt,
         loginStepTimeoutMs: positiveInt,
         loginMaxBodyBytes: positiveInt,
+        addonHookTimeoutMs: positiveInt,
         shutdownTimeoutMs: nonNegativeInt
       }
     },

@@ -4,6 +4,7 @@ import type { SessionEvents } from '../observe/events.js'
 import type { UpstreamPool } from '../proxy/upstream.js'
 import type { ProfileRegistry } from '../session/profiles.js'
 import type { ExchangeObserver, ViaIdentity } from './exchange.js'
+import type { CompiledHooks } from './hooks.js'
 
 export interface ProxyDeps {
   pool: UpstreamPool
@@ -18,4 +19,6 @@ export interface ProxyDeps {
   observers: ExchangeObserver[]
   /** The per-profile session event log: login, CSRF, replay and logged-out code records here. */
   events: SessionEvents
+  /** The addons' hooks, compiled once at start; `size === 0` (no addon) is all the hot path checks. */
+  hooks: CompiledHooks
 }

@@ -23,6 +23,9 @@ import { startManagedExchange } from './managed-exchange.js'
 import { allocateExchangeId, msSince } from './exchange-id.js'
 import type { Exchange, ForwardOptions } from '../contracts/exchange.js'
 import type { ProxyDeps } from '../contracts/proxy-deps.js'
+import type { FlowKind } from '../contracts/addon.js'
+import { Flow, flowKind, type LocalAnswer } from '../pipeline/flow.js'
+import { runErrorHooks, runHooks } from '../pipeline/hooks.js'
 
 const NO_DEFAULTS: readonly DefaultHeader[] = []
 
@@ -72,6 +75,11 @@ export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: Serv
   }
   const headers = buildRequestHeaders(raw, info, defaults, cookie, target.authority, appendVia(info.via, deps.via.entry))
   const handler = new ForwardHandler(deps, res, req.method!, target, profile, started, headers, opts?.rewriteResponseHeaders)
+  // With no addon loaded, this one check is all the hooks cost.
+  if (deps.hooks.size !== 0) {
+    handler.startWithHooks(req, info.hasBody, flowKind(target.scheme, opts?.rewriteResponseHeaders !== undefined))
+    return
+  }
   deps.pool.dispatch(target, {
     path: target.path,
     method: handler.method,
@@ -120,6 +128,8 @@ class ForwardHandler implements Exchange {
    * (it cannot always stay paused, see upstream.ts) and whether it ended.
    */
   private held: { chunks: Buffer[], complete: boolean, bodiless: boolean } | null = null
+  /** Only when addon hooks are loaded. */
+  private flow: Flow | null = null
 
   constructor (deps: ProxyDeps, res: ServerResponse, method: string, target: Target, profile: Profile, started: number, requestHeaders: string[], rewrite: ((headers: string[]) => void) | undefined) {
     this.id = allocateExchangeId()
@@ -133,6 +143,54 @@ class ForwardHandler implements Exchange {
     this.res = res
     this.observed = deps.observers.length > 0
     this.rewrite = rewrite
+  }
+
+  /**
+   * The request hooks run before anything goes upstream. While an async hook
+   * runs, the request body stays unread in the request stream (nothing
+   * consumes it before dispatch), so no byte is lost.
+   */
+  startWithHooks (req: IncomingMessage, hasBody: boolean, kind: FlowKind): void {
+    const flow = this.flow = new Flow(this.id, this.profile.name, kind, this.method, `${this.target.scheme}://${this.target.authority}${this.target.path}`, this.requestHeaders)
+    let pending: Promise<void> | undefined
+    try {
+      pending = runHooks(this.deps.hooks, 'request', flow)
+    } catch (err) {
+      this.fail(asProxyError(err))
+      return
+    }
+    if (pending === undefined) this.afterRequestHooks(req, hasBody)
+    else pending.then(() => this.afterRequestHooks(req, hasBody), (err: unknown) => this.fail(asProxyError(err)))
+  }
+
+  private afterRequestHooks (req: IncomingMessage, hasBody: boolean): void {
+    if (this.finished) return
+    if (this.res.destroyed) {
+      // The client went away while a hook ran: nothing goes upstream.
+      this.finished = true
+      this.logDone('client-closed')
+      return
+    }
+    const answer = this.flow!.answer
+    try {
+      if (answer !== null) this.answerLocally(answer)
+      else this.deps.pool.dispatch(this.target, { path: this.target.path, method: this.method, headers: this.requestHeaders, body: hasBody ? req : null }, this)
+    } catch (err) {
+      this.fail(asProxyError(err))
+    }
+  }
+
+  /** flow.respond(): the client gets the addon's answer; the upstream is never asked. */
+  private answerLocally (answer: LocalAnswer): void {
+    this.status = answer.status
+    this.responseHeaders = answer.headers
+    const bodiless = isBodilessStatus(answer.status) || this.method === 'HEAD'
+    if (!this.deliverHead(answer.status, '', answer.headers, bodiless) || this.finished) return
+    this.responseBytes = answer.body.length
+    if (this.observed) for (const o of this.deps.observers) o.onResponseData?.(this, answer.body)
+    this.finished = true
+    this.res.end(answer.body)
+    this.logDone(undefined)
   }
 
   onConnect (abort: (err?: Error) => void): void {
@@ -176,7 +234,19 @@ class ForwardHandler implements Exchange {
     if (statusCode === 204) removeHeader(headers, 'content-length')
     this.responseHeaders = headers
     this.res.on('drain', resume)
-    if (setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.id) && this.profile.pendingWrite !== null) {
+    const persist = setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.id) ? this.profile.pendingWrite : null
+    // Response hooks run once the jar has the response's cookies; an async one holds the head like the journal write does.
+    let hooked: Promise<void> | undefined
+    if (this.flow !== null && this.deps.hooks.response.length !== 0) {
+      this.flow.setResponse(statusCode, headers)
+      try {
+        hooked = runHooks(this.deps.hooks, 'response', this.flow)
+      } catch (err) {
+        this.refuseHead(err, true)
+        return false
+      }
+    }
+    if (persist !== null || hooked !== undefined) {
       // The response is held until the journal write carrying its cookie
       // changes has settled: once the client has the response, a kill -9
       // cannot lose what it set. Unchanged cookies never wait.
@@ -186,7 +256,7 @@ class ForwardHandler implements Exchange {
         if (this.finished) return
         this.held = null
         try {
-          this.markPersistFailure(headers, rejected)
+          if (persist !== null) this.markPersistFailure(headers, rejected)
           if (!this.deliverHead(statusCode, statusText, headers, bodiless) || this.finished) return
           for (const chunk of held.chunks) this.onData(chunk)
           if (held.complete) this.onComplete()
@@ -195,7 +265,17 @@ class ForwardHandler implements Exchange {
           this.refuseHead(err)
         }
       }
-      this.profile.pendingWrite.then(() => deliver(null), deliver)
+      if (hooked === undefined) {
+        persist!.then(() => deliver(null), deliver)
+        return false
+      }
+      // Both: the journal write's outcome, once the hooks are done (the write started before them).
+      const written = persist === null ? null : persist.then(() => null, (e: unknown) => e ?? new Error('journal write failed'))
+      hooked.then(async () => await written).then(deliver, (err: unknown) => {
+        if (this.finished) return
+        this.held = null
+        this.refuseHead(err, true)
+      })
       return false
     }
     return this.deliverHead(statusCode, statusText, headers, bodiless)
@@ -232,9 +312,9 @@ class ForwardHandler implements Exchange {
     return true
   }
 
-  /** The upstream's head cannot be relayed: the client gets a 502, the upstream request is dropped. */
-  private refuseHead (err: unknown): void {
-    const mapped = new UpstreamError('SP_UPSTREAM_BAD_RESPONSE', 502, this.target.authority, `upstream ${this.target.authority}: response head cannot be relayed: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+  /** The upstream's head cannot be relayed (or a response hook failed): the client gets a 502, the upstream request is dropped. */
+  private refuseHead (err: unknown, fromHook = false): void {
+    const mapped = fromHook ? asProxyError(err) : new UpstreamError('SP_UPSTREAM_BAD_RESPONSE', 502, this.target.authority, `upstream ${this.target.authority}: response head cannot be relayed: ${(err as Error)?.message ?? String(err)}`, { cause: err })
     // A refused writeHead leaves its status and reason behind on the response.
     this.res.statusMessage = ''
     try {
@@ -276,6 +356,12 @@ class ForwardHandler implements Exchange {
     this.finished = true
     this.status = mapped.statusCode
     this.error = mapped
+    const flow = this.flow
+    if (mapped.code === 'SP_ADDON_ERROR') this.deps.log.warn({ req: this.id, profile: this.profile.name, host: this.target.authority, err: mapped.message }, 'an addon hook failed; the client got 502 SP_ADDON_ERROR')
+    if (flow !== null && this.deps.hooks.error.length !== 0) {
+      flow.setError(mapped)
+      runErrorHooks(this.deps.hooks, flow, (e) => this.deps.log.warn({ req: this.id, profile: this.profile.name, err: e.message }, 'an addon error hook failed'))
+    }
     if (this.res.headersSent) {
       // Too late for an error page: cut the connection so the client sees a
       // truncated body rather than a silently short one.

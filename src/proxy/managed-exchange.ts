@@ -36,6 +36,8 @@ import { sendWithSession, type SessionRequestOptions } from './session-client.js
 import { parseTarget } from './target.js'
 import type { Target } from './target.js'
 import { mapUpstreamError } from './upstream-errors.js'
+import { Flow, flowKind, type LocalAnswer } from '../pipeline/flow.js'
+import { runErrorHooks, runHooks } from '../pipeline/hooks.js'
 
 /** Told to the client when its request could not be replayed but the session was renewed. */
 export const RENEWED_HEADER = 'x-session-proxy-session'
@@ -138,6 +140,8 @@ export class ManagedExchange {
   /** Set when this exchange, or a login it waited for, changed the jar. */
   private cookiesChanged = false
   private logged = false
+  /** The current attempt's flow, only when addon hooks are loaded. */
+  private flow: Flow | null = null
 
   constructor (deps: ProxyDeps, req: IncomingMessage, res: ServerResponse, target: Target, profile: Profile, info: RequestHeaderInfo, pilot: HostAutopilot, started: number, opts: ForwardOptions | undefined) {
     this.deps = deps
@@ -186,6 +190,7 @@ export class ManagedExchange {
       const e = err instanceof SessionProxyError ? err : mapUpstreamError(err, this.target.authority)
       this.x.status = e.statusCode
       this.x.error = e
+      this.runErrorHooks(e)
       sendProxyError(this.res, e)
       this.done(e.code, e.message)
     }
@@ -209,7 +214,8 @@ export class ManagedExchange {
         this.checkClient()
       }
       const generation = here.login?.generation ?? 0
-      const held = this.send(body, jarCookieReader(profile, target))
+      const held = await this.send(body, jarCookieReader(profile, target))
+      if (held === null) return
       const head = await held.head
       this.checkClient()
 
@@ -259,7 +265,50 @@ export class ManagedExchange {
     throw new SessionProxyError('SP_AUTOPILOT_LOOP', 502, `gave up on ${target.authority} after ${MAX_ATTEMPTS} attempts (login and CSRF retries)`)
   }
 
-  private send (body: RequestBody, jarCookie: (name: string) => string | undefined): CancellableHeld {
+  private runErrorHooks (e: SessionProxyError): void {
+    const { deps } = this
+    if (e.code === 'SP_ADDON_ERROR') deps.log.warn({ req: this.x.id, profile: this.profile.name, host: this.target.authority, err: e.message }, 'an addon hook failed; the client got 502 SP_ADDON_ERROR')
+    if (deps.hooks.error.length === 0) return
+    const flow = this.flow ?? new Flow(this.x.id, this.profile.name, this.kind(), this.x.method, this.url, this.x.requestHeaders)
+    flow.setError(e)
+    runErrorHooks(deps.hooks, flow, (err) => deps.log.warn({ req: this.x.id, profile: this.profile.name, err: err.message }, 'an addon error hook failed'))
+  }
+
+  private kind (): 'http' | 'https' | 'reverse' {
+    return flowKind(this.target.scheme, this.opts?.rewriteResponseHeaders !== undefined)
+  }
+
+  /** flow.respond() from a request hook: the client gets the addon's answer, the upstream is not asked. */
+  private answerLocally (answer: LocalAnswer): void {
+    const { res, x } = this
+    x.status = answer.status
+    x.responseHeaders = answer.headers
+    res.writeHead(answer.status, answer.headers)
+    for (const o of this.deps.observers) o.onResponseHead?.(x)
+    x.responseBytes = answer.body.length
+    for (const o of this.deps.observers) o.onResponseData?.(x, answer.body)
+    res.end(x.method === 'HEAD' ? undefined : answer.body)
+    this.done(undefined)
+  }
+
+  /**
+   * One attempt: the request hooks (when addons are loaded) see it with its
+   * cookies, defaults and autopilot values, then it is dispatched. Resolves
+   * to null when a hook answered it (the answer is sent).
+   */
+  private async send (body: RequestBody, jarCookie: (name: string) => string | undefined): Promise<CancellableHeld | null> {
+    const headers = this.buildHeaders(body, jarCookie)
+    const hooks = this.deps.hooks
+    if (hooks.size !== 0) {
+      const flow = this.flow = new Flow(this.x.id, this.profile.name, this.kind(), this.x.method, this.url, headers.headers)
+      await runHooks(hooks, 'request', flow)
+      this.checkClient()
+      if (flow.answer !== null) { this.answerLocally(flow.answer); return null }
+    }
+    return this.dispatch(headers.headers, headers.payload)
+  }
+
+  private buildHeaders (body: RequestBody, jarCookie: (name: string) => string | undefined): { headers: string[], payload: Buffer | Readable | null } {
     const { deps, profile, target, here, info } = this
     const method = this.x.method
     // One value per header name: the autopilot's session value wins over a host default.
@@ -277,6 +326,12 @@ export class ManagedExchange {
       headers.push('content-length', String(payload.length))
     }
     this.x.requestHeaders = headers
+    return { headers, payload }
+  }
+
+  private dispatch (headers: string[], payload: Buffer | Readable | null): CancellableHeld {
+    const { deps, target } = this
+    const method = this.x.method
     const held = new CancellableHeld(deps.via.entry)
     this.current = held
     try {
@@ -383,6 +438,16 @@ export class ManagedExchange {
     if (extraHeader !== null) headers.push(extraHeader[0], extraHeader[1])
     this.opts?.rewriteResponseHeaders?.(headers)
     x.responseHeaders = headers
+    if (this.flow !== null && this.deps.hooks.response.length !== 0) {
+      this.flow.setResponse(head.status, headers)
+      try {
+        await runHooks(this.deps.hooks, 'response', this.flow)
+      } catch (err) {
+        held.abort()
+        throw err
+      }
+      this.checkClient()
+    }
     try {
       res.writeHead(head.status, head.statusText || undefined, headers)
     } catch (err) {

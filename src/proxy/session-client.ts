@@ -17,6 +17,9 @@ import { asProxyError } from './respond.js'
 import { parseTarget, type Target } from './target.js'
 import type { UpstreamPool } from './upstream.js'
 import { mapUpstreamError } from './upstream-errors.js'
+import type { CompiledHooks } from '../contracts/hooks.js'
+import { Flow } from '../pipeline/flow.js'
+import { runHooks } from '../pipeline/hooks.js'
 
 export interface SessionRequest {
   method: string
@@ -50,6 +53,8 @@ export interface SessionRequestOptions {
 export interface SessionClientDeps {
   pool: UpstreamPool
   via: { entry: string }
+  /** Addon hooks: they see these requests as flow.kind 'login'. */
+  hooks?: CompiledHooks
 }
 
 /**
@@ -77,6 +82,20 @@ export async function sendWithSession (deps: SessionClientDeps, profile: Profile
   headers.push('host', target.authority, 'via', deps.via.entry)
   const what = `${request.method} ${request.url.length > 200 ? request.url.slice(0, 200) + '…' : request.url}`
   const { timeoutMs, maxBodyBytes } = opts.limits
+  const hooks = deps.hooks !== undefined && deps.hooks.size !== 0 ? deps.hooks : null
+  let flow: Flow | null = null
+  if (hooks !== null) {
+    flow = new Flow(requestId, profile.name, 'login', request.method, `${target.scheme}://${target.authority}${target.path}`, headers)
+    await runHooks(hooks, 'request', flow)
+    if (flow.answer !== null) {
+      // Answered by an addon: taken as the upstream's answer, its cookies stored.
+      const answer = flow.answer
+      const built = buildResponseHeaders(answer.headers.map((h) => Buffer.from(h, 'latin1')), deps.via.entry)
+      const cookiesChanged = built.setCookies !== null && profile.capture(built.setCookies, target.cookieUrl, requestId)
+      if (profile.pendingWrite !== null) await profile.pendingWrite.catch(() => undefined)
+      return { status: answer.status, headers: built.headers, setCookies: built.setCookies, body: answer.body.toString('latin1'), target, cookiesChanged }
+    }
+  }
 
   return await new Promise<SessionResponse>((resolve, reject) => {
     let status = 0
@@ -86,6 +105,8 @@ export async function sendWithSession (deps: SessionClientDeps, profile: Profile
     const chunks: Buffer[] = []
     let size = 0
     let settled = false
+    /** A response hook that is still running (async): the answer waits for it. */
+    let hooked: Promise<void> | undefined
     let abortUpstream: ((err?: Error) => void) | null = null
     const finish = (): void => {
       settled = true
@@ -109,7 +130,7 @@ export async function sendWithSession (deps: SessionClientDeps, profile: Profile
           abortUpstream = abort
           if (settled) abort(new Error('no longer needed'))
         },
-        onHeaders (statusCode: number, raw: Buffer[]): boolean {
+        onHeaders (statusCode: number, raw: Buffer[], resume: () => void): boolean {
           if (settled) return false
           if (statusCode < 200) return true
           try {
@@ -118,11 +139,17 @@ export async function sendWithSession (deps: SessionClientDeps, profile: Profile
             responseHeaders = built.headers
             setCookies = built.setCookies
             if (setCookies !== null) cookiesChanged = profile.capture(setCookies, target.cookieUrl, requestId)
+            if (flow !== null && hooks!.response.length !== 0) {
+              flow.setResponse(statusCode, responseHeaders)
+              hooked = runHooks(hooks!, 'response', flow)
+            }
           } catch (err) {
             fail(asProxyError(err))
             return false
           }
-          return true
+          if (hooked === undefined) return true
+          hooked.then(() => { if (!settled) resume() }, (err: unknown) => fail(asProxyError(err)))
+          return false
         },
         onData (chunk: Buffer): boolean {
           if (settled) return false
@@ -140,7 +167,9 @@ export async function sendWithSession (deps: SessionClientDeps, profile: Profile
           const response: SessionResponse = { status, headers: responseHeaders, setCookies, body: Buffer.concat(chunks).toString('latin1'), target, cookiesChanged }
           // pendingWrite never rejects (the persistence contract).
           const written = profile.pendingWrite ?? Promise.resolve()
-          void written.then(() => resolve(response), () => resolve(response))
+          const settle = (): void => { void written.then(() => resolve(response), () => resolve(response)) }
+          if (hooked === undefined) settle()
+          else hooked.then(settle, (err: unknown) => reject(asProxyError(err)))
         },
         onError (err: Error) { fail(mapUpstreamError(err, target.authority)) }
       })

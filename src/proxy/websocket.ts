@@ -26,6 +26,9 @@ import { joinSockets } from '../net/join-sockets.js'
 import { asProxyError, PERSIST_FAILED_HEADER, sendRawError } from './respond.js'
 import type { Target } from './target.js'
 import { mapUpstreamError } from './upstream-errors.js'
+import { Flow } from '../pipeline/flow.js'
+import { runErrorHooks, runHooks } from '../pipeline/hooks.js'
+import { statusText as reasonOf } from './respond.js'
 
 function ignore (): void {}
 
@@ -77,11 +80,11 @@ export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: D
   // negotiated end to end.
   const headers = buildRequestHeaders(raw, info, defaults, cookie, target.authority, appendVia(info.via, deps.via.entry))
   const handler = new UpgradeHandler(deps, client, head, target, profile, started, opts?.rewriteResponseHeaders, limits)
-  try {
-    deps.pool.dispatch(target, { path: target.path, method: req.method ?? 'GET', headers, upgrade: 'websocket', body: null }, handler)
-  } catch (err) {
-    handler.onError(err as Error)
+  if (deps.hooks.size !== 0) {
+    handler.startWithHooks(req.method ?? 'GET', headers)
+    return
   }
+  handler.dispatch(req.method ?? 'GET', headers)
 }
 
 function serializeHead (status: number, reason: string, headers: readonly string[]): string {
@@ -100,6 +103,10 @@ class UpgradeHandler {
   private resume: (() => void) | null = null
   private waitingDrain = false
   private readonly id = allocateExchangeId()
+  /** Only when addon hooks are loaded. */
+  private flow: Flow | null = null
+  /** Bytes of an answer (101, a relayed refusal, an addon's) went to the client. */
+  private answered = false
 
   constructor (
     private readonly deps: ProxyDeps,
@@ -111,6 +118,76 @@ class UpgradeHandler {
     private readonly rewrite: ((headers: string[]) => void) | undefined,
     private readonly limits: UpgradeLimits
   ) {}
+
+  dispatch (method: string, headers: string[]): void {
+    try {
+      this.deps.pool.dispatch(this.target, { path: this.target.path, method, headers, upgrade: 'websocket', body: null }, this)
+    } catch (err) {
+      this.onError(err as Error)
+    }
+  }
+
+  /** The handshake goes through the request hooks first (flow.kind 'websocket'). */
+  startWithHooks (method: string, headers: string[]): void {
+    const flow = this.flow = new Flow(this.id, this.profile.name, 'websocket', method, `${this.target.scheme === 'https' ? 'wss' : 'ws'}://${this.target.authority}${this.target.path}`, headers)
+    const next = (): void => {
+      if (this.client.destroyed) return
+      const answer = flow.answer
+      if (answer === null) { this.dispatch(method, headers); return }
+      // Answered by an addon: a plain response, and the connection closes.
+      this.done = true
+      this.answered = true
+      answer.headers.push('connection', 'close')
+      this.client.on('data', ignore)
+      this.client.end(Buffer.concat([Buffer.from(serializeHead(answer.status, reasonOf(answer.status), answer.headers), 'latin1'), answer.body]))
+      this.deps.log.info({ req: this.id, method, host: this.target.authority, url: this.target.cookieUrl, status: answer.status, ms: this.ms(), profile: this.profile.name, websocket: true }, 'answered by an addon')
+    }
+    let pending: Promise<void> | undefined
+    try {
+      pending = runHooks(this.deps.hooks, 'request', flow)
+    } catch (err) {
+      this.refuse(asProxyError(err))
+      return
+    }
+    if (pending === undefined) next()
+    else pending.then(next, (err: unknown) => this.refuse(asProxyError(err)))
+  }
+
+  /** A hook failed before the head went out: the client gets the raw refusal. */
+  private refuse (e: SessionProxyError): void {
+    if (this.answered) return
+    this.answered = true
+    this.done = true
+    this.client.off('close', this.onClientClose)
+    this.abort?.(e)
+    sendRawError(this.client, e)
+    this.afterFailure(e)
+  }
+
+  private afterFailure (e: SessionProxyError): void {
+    if (e.code === 'SP_ADDON_ERROR') this.deps.log.warn({ req: this.id, profile: this.profile.name, host: this.target.authority, err: e.message, websocket: true }, 'an addon hook failed; the client got 502 SP_ADDON_ERROR')
+    const flow = this.flow
+    if (flow === null || this.deps.hooks.error.length === 0) return
+    flow.setError(e)
+    runErrorHooks(this.deps.hooks, flow, (err) => this.deps.log.warn({ req: this.id, profile: this.profile.name, err: err.message }, 'an addon error hook failed'))
+  }
+
+  /**
+   * Response hooks on the handshake's answer (101 or a refusal): undefined
+   * when none is loaded or all ran synchronously, a promise while an async
+   * one runs, null when one failed (the upgrade is refused with SP_ADDON_ERROR).
+   */
+  private runResponseHooks (status: number, headers: string[]): Promise<void> | undefined | null {
+    const flow = this.flow
+    if (flow === null || this.deps.hooks.response.length === 0) return undefined
+    flow.setResponse(status, headers)
+    try {
+      return runHooks(this.deps.hooks, 'response', flow)
+    } catch (err) {
+      this.refuse(asProxyError(err))
+      return null
+    }
+  }
 
   onConnect (abort: (err?: Error) => void): void {
     this.abort = abort
@@ -139,8 +216,9 @@ class UpgradeHandler {
     headers.push('connection', 'Upgrade', 'upgrade', 'websocket')
     const changed = setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.id)
     const finish = (waited: boolean): void => {
-      if (this.client.destroyed) { upstream.destroy(); return }
+      if (this.client.destroyed || this.answered) { upstream.destroy(); return }
       this.done = true
+      this.answered = true
       if (waited) this.markPersist(headers)
       this.client.write(serializeHead(statusCode, 'Switching Protocols', headers))
       if (this.head.length > 0) upstream.write(this.head)
@@ -154,8 +232,14 @@ class UpgradeHandler {
     // As for plain responses: the client sees the 101 only once the cookie
     // changes it carries are in the journal.
     const pending = changed ? this.profile.pendingWrite : null
-    if (pending !== null) pending.then(() => finish(true), () => finish(true))
-    else finish(false)
+    const hooked = this.runResponseHooks(statusCode, headers)
+    if (hooked === null) { upstream.destroy(); return }
+    const go = (): void => {
+      if (pending !== null) pending.then(() => finish(true), () => finish(true))
+      else finish(false)
+    }
+    if (hooked === undefined) go()
+    else hooked.then(go, (err: unknown) => { upstream.destroy(); this.refuse(asProxyError(err)) })
   }
 
   // A refusal (401, 403, a redirect to a login page) is an ordinary
@@ -176,26 +260,31 @@ class UpgradeHandler {
     }
     kept.push('connection', 'close')
     const writeHead = (waited: boolean): void => {
+      this.answered = true
       if (waited) this.markPersist(kept)
       this.client.write(serializeHead(statusCode, statusText || 'Upgrade Refused', kept))
       this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, url: this.target.cookieUrl, status: statusCode, ms: this.ms(), profile: this.profile.name, websocket: true }, 'upgrade refused by upstream')
     }
     const pending = changed ? this.profile.pendingWrite : null
-    if (pending === null) {
+    const hooked = this.runResponseHooks(statusCode, kept)
+    if (hooked === null) return false
+    if (pending === null && hooked === undefined) {
       writeHead(false)
       return true
     }
-    // Held like the 101: relayed once its cookie changes are in the journal.
+    // Held like the 101: relayed once its cookie changes are in the journal (and async response hooks are done).
     this.held = []
-    pending.then(() => {
+    const waited = (): Promise<boolean> => pending === null ? Promise.resolve(false) : pending.then(() => true, () => true)
+    const ready = hooked === undefined ? waited() : hooked.then(waited)
+    ready.then((persisted) => {
       const held = this.held ?? []
       this.held = null
-      if (this.client.destroyed) return
-      writeHead(true)
+      if (this.client.destroyed || this.answered) return
+      writeHead(persisted)
       for (const chunk of held) this.write(chunk)
       if (this.done) this.client.end()
       else resume()
-    }, ignore)
+    }, (err: unknown) => this.refuse(asProxyError(err)))
     return false
   }
 
@@ -239,6 +328,7 @@ class UpgradeHandler {
     const mapped = mapUpstreamError(err, this.target.authority)
     if (this.relaying) this.client.destroy()
     else sendRawError(this.client, mapped)
+    this.afterFailure(mapped)
     this.deps.log.info({ req: this.id, method: 'GET', host: this.target.authority, url: this.target.cookieUrl, status: mapped.statusCode, ms: this.ms(), profile: this.profile.name, error: mapped.code, detail: mapped.message, websocket: true }, 'proxy error')
   }
 

@@ -5,7 +5,7 @@
  * dependency whose engines exclude a supported Node, and `session-proxy`
  * started from the install proxies a request.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import t from 'tap'
@@ -51,7 +51,7 @@ t.test(`npm pack, install --omit=dev on node ${process.version}, run session-pro
   const files = packed.files.map((f) => f.path)
   t.comment(`tarball: ${files.length} files, ${packed.size} bytes`)
   t.same(files.filter((f) => f.endsWith('.map')), [], 'no source maps')
-  for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/cli.js', 'dist/healthcheck.js', 'dist/config/config-validator.cjs', 'dist/config/default-config.json', 'config/default.yaml']) {
+  for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/cli.js', 'dist/healthcheck.js', 'dist/config/config-validator.cjs', 'dist/config/default-config.json', 'config/default.yaml', 'dist/contracts/addon.d.ts', 'dist/contracts/addon.js']) {
     t.ok(files.includes(f), `${f} is packed`)
   }
   t.same(files.filter((f) => /^(src|test|scripts|bench|\.ci)\//.test(f)), [], 'no sources, tests or CI files')
@@ -90,6 +90,24 @@ t.test(`npm pack, install --omit=dev on node ${process.version}, run session-pro
     const excluded = packages.filter((p) => p.engines?.node !== undefined && !semver.satisfies(node, p.engines.node)).map((p) => `${p.name}@${p.version} (node ${p.engines!.node!})`)
     t.same(excluded, [], `every dependency accepts node ${node}`)
   }
+
+  // The addon types (README "Addons"): `session-proxy/addon` resolves from the install, and
+  // the README's examples type-check against it from plain .mjs files (JSDoc, checkJs).
+  const resolved = await sh(`cd "${app}" && node --input-type=module -e "console.log(import.meta.resolve('session-proxy/addon'))"`)
+  t.equal(resolved.code, 0, resolved.stderr)
+  t.match(resolved.stdout.toString('utf8'), /node_modules\/session-proxy\/dist\/contracts\/addon\.js/, 'session-proxy/addon resolves')
+  for (const f of ['tag-requests.mjs', 'answer-from-fixture.mjs']) copyFileSync(join(ROOT, 'examples', 'addons', f), join(app, f))
+  writeFileSync(join(app, 'drop-header.mjs'), [
+    "/** @type {import('session-proxy/addon').Addon} */",
+    "export default { name: 'no-server-header', response (flow) { flow.response.headers.delete('server') }, error (flow) { console.log(flow.error.code) } }",
+    ''
+  ].join('\n'))
+  writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', allowJs: true, checkJs: true, noEmit: true, strict: true, typeRoots: [join(ROOT, 'node_modules', '@types')], types: ['node'] },
+    files: ['tag-requests.mjs', 'answer-from-fixture.mjs', 'drop-header.mjs']
+  }))
+  const typed = await sh(`cd "${app}" && node "${join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')}" -p tsconfig.json`)
+  t.equal(typed.code, 0, `the example addons type-check against session-proxy/addon: ${typed.stdout.toString('utf8')}${typed.stderr}`)
 
   const upstream = await startUpstream((req, res) => {
     res.writeHead(200, req.url === '/login' ? { 'set-cookie': 'SESSION=pkg; Path=/' } : {})

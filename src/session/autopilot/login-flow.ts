@@ -127,7 +127,8 @@ function presetSteps (config: LoginConfig, where: string): { name: string, steps
 }
 
 /** Step errors whose code the login failure keeps. */
-const STEP_CODES: ReadonlySet<string> = new Set(['SP_LOGIN_STEP_TIMEOUT', 'SP_LOGIN_STEP_TOO_LARGE'])
+// An addon that fails on a login request keeps its own code: the client is told which addon and hook.
+const STEP_CODES: ReadonlySet<string> = new Set(['SP_LOGIN_STEP_TIMEOUT', 'SP_LOGIN_STEP_TOO_LARGE', 'SP_ADDON_ERROR'])
 const SECRET_VARS = /\{\{\s*(password|basicAuth)\s*\}\}/
 const CREDENTIAL_VARS = /\{\{\s*(username|password|basicAuth)\s*\}\}/
 

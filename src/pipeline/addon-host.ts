@@ -1,0 +1,74 @@
+/**
+ * Loads the user's addons at start (`addons:` in the config, `--addon FILE`):
+ * each is an ES module whose default export is an addon object, or a
+ * function (sync or async) returning one, called once with { config, log }.
+ * Anything wrong with one (missing file, syntax error, a factory that
+ * throws, hooks that are not functions) is SP_ADDON_LOAD and the proxy
+ * refuses to start, naming the file.
+ */
+import { basename } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import type { Logger } from 'pino'
+import type { Addon, AddonContext, AddonLogger } from '../contracts/addon.js'
+import { SessionProxyError } from '../errors.js'
+import type { LoadedAddon } from './hooks.js'
+
+const HOOKS = ['request', 'response', 'error'] as const
+
+export class AddonLoadError extends SessionProxyError {
+  constructor (file: string, message: string, options?: { cause?: unknown }) {
+    super('SP_ADDON_LOAD', 0, `cannot load addon ${file}: ${message}`, options)
+    this.name = 'AddonLoadError'
+  }
+}
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object'
+}
+
+function checkAddon (file: string, value: unknown): Addon {
+  if (!isObject(value)) throw new AddonLoadError(file, `its default export must be an addon object or a function returning one, not ${value === null ? 'null' : typeof value}`)
+  if (value.name !== undefined && typeof value.name !== 'string') throw new AddonLoadError(file, '"name" must be a string')
+  for (const hook of HOOKS) {
+    if (value[hook] !== undefined && typeof value[hook] !== 'function') throw new AddonLoadError(file, `"${hook}" must be a function`)
+  }
+  const unknown = Object.keys(value).filter((k) => k !== 'name' && !(HOOKS as readonly string[]).includes(k))
+  if (!HOOKS.some((h) => typeof value[h] === 'function') && unknown.length > 0) {
+    throw new AddonLoadError(file, `it has no request, response or error hook (it has ${unknown.slice(0, 5).join(', ')})`)
+  }
+  return value as Addon
+}
+
+export async function loadAddon (file: string, config: Readonly<Record<string, unknown>>, log: Logger): Promise<LoadedAddon> {
+  let mod: Record<string, unknown>
+  try {
+    mod = await import(pathToFileURL(file).href) as Record<string, unknown>
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    throw new AddonLoadError(file, e.code === 'ERR_MODULE_NOT_FOUND' && e.message.includes(file) ? 'no such file' : e.message, { cause: err })
+  }
+  if (!('default' in mod)) throw new AddonLoadError(file, 'the module has no default export')
+  let exported = mod.default
+  const fallbackName = basename(file)
+  if (typeof exported === 'function') {
+    const context: AddonContext = { config, log: log.child({ addon: fallbackName }) as unknown as AddonLogger }
+    try {
+      exported = await (exported as (c: AddonContext) => unknown)(context)
+    } catch (err) {
+      throw new AddonLoadError(file, `its factory function failed: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+    }
+  }
+  const addon = checkAddon(file, exported)
+  return { name: addon.name ?? fallbackName, addon }
+}
+
+/** Loads every file in order; the first failure stops the start. */
+export async function loadAddons (files: readonly string[], config: Readonly<Record<string, unknown>>, log: Logger): Promise<LoadedAddon[]> {
+  const out: LoadedAddon[] = []
+  for (const file of files) {
+    const loaded = await loadAddon(file, config, log)
+    log.info({ addon: loaded.name, file, hooks: HOOKS.filter((h) => typeof loaded.addon[h] === 'function') }, 'addon loaded')
+    out.push(loaded)
+  }
+  return out
+}
