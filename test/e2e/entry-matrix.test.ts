@@ -18,7 +18,7 @@ import { adminGet, assertNoGuard, cleanup, curl, echoCookies, startProxy, startU
 import { connectRaw, readResponse } from '../helpers/raw-client.js'
 import { createTestCa, startHttpsUpstream } from '../helpers/tls.js'
 import { openWs, startWsUpstream } from '../helpers/ws.js'
-import { listEvents, type Ev } from '../observe/helpers.js'
+import { listEvents, type Ev } from '../helpers/events.js'
 
 /** What a row's checked request looked like at the upstream, and the answer to its refusal. */
 interface RowResult {
