@@ -45,9 +45,9 @@ async function waitForPing (port: number, deadline: number): Promise<void> {
   throw new Error(`redis-server on port ${port} did not answer PING`)
 }
 
-export async function startRedis (opts: { appendOnly?: boolean } = {}): Promise<RedisServer> {
+export async function startRedis (opts: { appendOnly?: boolean, port?: number } = {}): Promise<RedisServer> {
   const dir = tempDir('sp-redis-')
-  const port = await freePort()
+  const port = opts.port ?? await freePort()
   let proc: ChildProcess | null = null
   const launch = async (): Promise<void> => {
     const p = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', opts.appendOnly === true ? 'yes' : 'no', '--appendfsync', 'always', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
