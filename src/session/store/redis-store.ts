@@ -221,7 +221,8 @@ class RedisJarWriter implements JarWriter {
         this.batch = null
         const clear = this.clearPending
         const full = this.full
-        const fields = new Set(this.dirty)
+        const queuedFields = [...this.dirty]
+        const fields = new Set(queuedFields)
         this.store.queued -= this.dirty.size
         this.dirty.clear()
         this.clearPending = false
@@ -241,12 +242,16 @@ class RedisJarWriter implements JarWriter {
           this.succeeded()
         } catch (err) {
           outcome = err instanceof Error ? err : new Error(String(err))
-          // Nothing is dropped: the identities go back to the queue, and the retry sends their value then.
-          for (const f of fields) {
-            if (!this.dirty.has(f)) {
-              this.dirty.add(f)
-              this.store.queued++
+          // Nothing is dropped: the identities go back to the queue (within
+          // its bound, else the whole jar is sent), and the retry sends their value then.
+          for (const f of queuedFields) {
+            if (this.dirty.has(f)) continue
+            if (this.store.queued >= this.store.config.maxQueuedWrites) {
+              this.full = true
+              break
             }
+            this.dirty.add(f)
+            this.store.queued++
           }
           this.clearPending ||= clear
           this.full ||= full
