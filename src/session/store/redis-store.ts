@@ -320,7 +320,15 @@ export class RedisJarStore implements JarStore {
   private sub: Redis | null = null
   /** What Redis holds, per profile: field to cookie JSON. */
   private readonly mirror = new Map<string, Map<string, string>>()
-  private readonly writers = new Map<string, RedisJarWriter>()
+  /**
+   * The writers of profiles in memory, weakly: an unloaded profile nobody
+   * holds any more must not be kept alive by its store (limits.maxProfilesLoaded).
+   */
+  private readonly writerRefs = new Map<string, WeakRef<RedisJarWriter>>()
+  private readonly collected = new FinalizationRegistry<string>((name) => {
+    if (this.writerRefs.get(name)?.deref() === undefined) this.writerRefs.delete(name)
+  })
+
   private problem: StoreProblem | null = null
   private epoch: string | null = null
   private started = false
@@ -424,12 +432,17 @@ export class RedisJarStore implements JarStore {
 
   openWriter (profile: string, opts: WriterOptions): JarWriter {
     const w = new RedisJarWriter(this, profile, opts)
-    this.writers.set(profile, w)
+    this.writerRefs.set(profile, new WeakRef(w))
+    this.collected.register(w, profile)
     return w
   }
 
+  private writer (profile: string): RedisJarWriter | undefined {
+    return this.writerRefs.get(profile)?.deref()
+  }
+
   forget (w: RedisJarWriter): void {
-    if (this.writers.get(w.profile) === w) this.writers.delete(w.profile)
+    if (this.writer(w.profile) === w) this.writerRefs.delete(w.profile)
   }
 
   async removeProfile (profile: string): Promise<void> {
@@ -491,13 +504,13 @@ export class RedisJarStore implements JarStore {
       return
     }
     if (m.r === this.replicaId || typeof m.p !== 'string') return
-    if (m.c === 1 && Object.keys(m.s).length === 0 && m.d.length === 0 && !this.writers.has(m.p)) {
+    if (m.c === 1 && Object.keys(m.s).length === 0 && m.d.length === 0 && this.writer(m.p) === undefined) {
       // A removal or a clear of a profile not loaded here.
       this.mirror.delete(m.p)
       return
     }
     this.applyToMirror(m)
-    const w = this.writers.get(m.p)
+    const w = this.writer(m.p)
     const change: RemoteChange = { profile: m.p, clear: m.c === 1, set: [], deleted: [] }
     for (const [f, json] of Object.entries(m.s)) {
       // Ours is pending for this cookie: ours is written later and wins; re-read once it is.
@@ -534,7 +547,7 @@ export class RedisJarStore implements JarStore {
         else { m.set(f, v); now.set(f, v) }
       })
     }
-    const w = this.writers.get(profile)
+    const w = this.writer(profile)
     if (w === undefined) return
     const change: RemoteChange = { profile, clear: false, set: [], deleted: [] }
     const local = new Map<string, Cookie>()
@@ -564,9 +577,9 @@ export class RedisJarStore implements JarStore {
       const [err, value] = results[i] ?? [null, {}]
       if (err !== null) throw err
       seen.add(n)
-      if (!this.writers.has(n)) this.mirror.set(n, new Map(Object.entries(value as Record<string, string>)))
+      if (this.writer(n) === undefined) this.mirror.set(n, new Map(Object.entries(value as Record<string, string>)))
     })
-    for (const n of [...this.mirror.keys()]) if (!seen.has(n) && !this.writers.has(n)) this.mirror.delete(n)
+    for (const n of [...this.mirror.keys()]) if (!seen.has(n) && this.writer(n) === undefined) this.mirror.delete(n)
   }
 
   /** A missing epoch means Redis lost its data (or was flushed): push back what this process holds. */
@@ -580,11 +593,11 @@ export class RedisJarStore implements JarStore {
   }
 
   private async pushBack (): Promise<void> {
-    const profiles = new Set([...this.mirror.keys(), ...this.writers.keys()])
+    const profiles = new Set([...this.mirror.keys(), ...this.writerRefs.keys()])
     let cookies = 0
     for (const p of profiles) {
       const pairs: string[] = []
-      const w = this.writers.get(p)
+      const w = this.writer(p)
       if (w !== undefined) {
         for (const c of w.currentCookies()) pairs.push(cookieField(c.domain ?? '', c.path ?? '', c.key), JSON.stringify(c.toJSON()))
       } else {
@@ -615,9 +628,9 @@ export class RedisJarStore implements JarStore {
         try {
           if (this.main?.status !== 'ready') return
           if (await this.checkEpoch()) await this.pushBack()
-          for (const w of this.writers.values()) w.kick()
+          for (const ref of this.writerRefs.values()) ref.deref()?.kick()
           await this.loadAll()
-          for (const p of this.writers.keys()) await this.reread(p, null)
+          for (const p of [...this.writerRefs.keys()]) if (this.writer(p) !== undefined) await this.reread(p, null)
           if (this.problem !== null) this.log.warn({ store: redactUrl(this.url) }, 'Redis is reachable again: caught up')
           this.problem = null
         } catch (err) {
