@@ -39,22 +39,28 @@ import { admitCookie } from '../sendable.js'
 import { cookieField, parseCookieField, type JarStore, type JarWriter, type LoginLock, type RemoteChange, type StoreProblem, type WriterOptions } from './jar-store.js'
 
 /**
- * KEYS[1] the profile's hash, KEYS[2] the set of profiles; ARGV: channel,
- * profile, clear (1/0), the message to publish, then field/value pairs (an
- * empty value deletes the field). One script: the writes and the publish are
- * atomic, so a subscriber never sees a change the hash does not hold.
+ * KEYS[1] the profile's hash, KEYS[2] the set of profiles, KEYS[3] the
+ * profile's version counter; ARGV: channel, profile, clear (1, 2 for a
+ * removal, else 0), the message to publish, then field/value pairs (an empty
+ * value deletes the field). One script: the writes and the publish are
+ * atomic, so a subscriber never sees a change the hash does not hold. The
+ * version it returns and publishes orders the changes: a process ignores a
+ * message older than what it already knows of a cookie (its own write's
+ * reply and another's message travel on different connections).
  */
 const WRITE_SCRIPT = `
+local v = redis.call('INCR', KEYS[3])
 if ARGV[3] == '1' then redis.call('DEL', KEYS[1]) end
 for i = 5, #ARGV, 2 do
   if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i]) else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('PUBLISH', ARGV[1], ARGV[4])
-return 1`
+if ARGV[3] == '2' then redis.call('SREM', KEYS[2], ARGV[2]) else redis.call('SADD', KEYS[2], ARGV[2]) end
+redis.call('PUBLISH', ARGV[1], v .. '|' .. ARGV[4])
+return v`
 
 /** Re-push after data loss: only fields Redis does not have. */
 const PUSH_SCRIPT = `
+redis.call('INCR', KEYS[3])
 for i = 3, #ARGV, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[1], '{"reload":' .. cjson.encode(ARGV[2]) .. '}')
@@ -71,8 +77,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0`
 
 interface ScriptedRedis extends Redis {
-  spWrite: (hash: string, profiles: string, ...args: string[]) => Promise<number>
-  spPush: (hash: string, profiles: string, ...args: string[]) => Promise<number>
+  spWrite: (hash: string, profiles: string, version: string, ...args: string[]) => Promise<number>
+  spPush: (hash: string, profiles: string, version: string, ...args: string[]) => Promise<number>
   spUnlock: (key: string, token: string) => Promise<number>
   spRenew: (key: string, token: string, ttl: string) => Promise<number>
 }
@@ -113,6 +119,18 @@ function parseCookie (json: string): Cookie | null {
   return admitCookie(c) === null ? c : null
 }
 
+/** One profile as this process knows it: cookie JSON by field, and the version that set each. */
+interface Known {
+  fields: Map<string, string>
+  versions: Map<string, number>
+  /** The version of the latest clear: anything older is stale for every field. */
+  floor: number
+}
+
+function newKnown (): Known {
+  return { fields: new Map(), versions: new Map(), floor: 0 }
+}
+
 function newBatch (): { promise: Promise<void>, resolve: () => void } {
   let resolve!: () => void
   const promise = new Promise<void>((_resolve) => { resolve = _resolve })
@@ -127,8 +145,8 @@ class RedisJarWriter implements JarWriter {
   readonly dirty = new Set<string>()
   /** Identities in the write now in flight. */
   readonly inflight = new Set<string>()
-  /** Changed elsewhere while ours were pending: re-read once ours are written. */
-  readonly contested = new Set<string>()
+  /** Changed elsewhere while ours was in flight: decided by version once ours is answered. */
+  readonly contested = new Map<string, { v: number, json: string | null }>()
   private clearPending = false
   /** Send every cookie (a queue overflow, a retry after a full rewrite was asked for). */
   private full = false
@@ -140,10 +158,6 @@ class RedisJarWriter implements JarWriter {
 
   constructor (private readonly store: RedisJarStore, readonly profile: string, private readonly opts: WriterOptions) {
     this.path = store.hashKey(profile)
-  }
-
-  busy (field: string): boolean {
-    return this.dirty.has(field) || this.inflight.has(field) || this.clearPending
   }
 
   get pending (): boolean {
@@ -261,11 +275,7 @@ class RedisJarWriter implements JarWriter {
           this.opts.onWritten?.(outcome)
           batch.resolve()
         }
-        if (outcome === null && this.contested.size > 0) {
-          const contested = [...this.contested]
-          this.contested.clear()
-          await this.store.reread(this.profile, contested).catch(() => {})
-        }
+        if (this.contested.size > 0) this.store.settleContested(this)
       }
     } finally {
       this.writing = null
@@ -318,8 +328,8 @@ export class RedisJarStore implements JarStore {
   private readonly log: Logger
   private main: ScriptedRedis | null = null
   private sub: Redis | null = null
-  /** What Redis holds, per profile: field to cookie JSON. */
-  private readonly mirror = new Map<string, Map<string, string>>()
+  /** What Redis holds, per profile, as far as this process knows. */
+  private readonly mirror = new Map<string, Known>()
   /**
    * The writers of profiles in memory, weakly: an unloaded profile nobody
    * holds any more must not be kept alive by its store (limits.maxProfilesLoaded).
@@ -372,8 +382,8 @@ export class RedisJarStore implements JarStore {
       connectTimeout: this.config.connectTimeoutMs,
       retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000)
     }) as ScriptedRedis
-    main.defineCommand('spWrite', { numberOfKeys: 2, lua: WRITE_SCRIPT })
-    main.defineCommand('spPush', { numberOfKeys: 2, lua: PUSH_SCRIPT })
+    main.defineCommand('spWrite', { numberOfKeys: 3, lua: WRITE_SCRIPT })
+    main.defineCommand('spPush', { numberOfKeys: 3, lua: PUSH_SCRIPT })
     main.defineCommand('spUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT })
     main.defineCommand('spRenew', { numberOfKeys: 1, lua: RENEW_SCRIPT })
     this.main = main
@@ -416,7 +426,7 @@ export class RedisJarStore implements JarStore {
   isUnreadable (): boolean { return false }
 
   load (profile: string): LoadedJar {
-    const fields = this.mirror.get(profile)
+    const fields = this.mirror.get(profile)?.fields
     const cookies: Cookie[] = []
     const now = Date.now()
     let bad = 0
@@ -446,25 +456,26 @@ export class RedisJarStore implements JarStore {
   }
 
   async removeProfile (profile: string): Promise<void> {
-    const message: ChangeMessage = { r: this.replicaId, p: profile, c: 1, s: {}, d: [] }
-    await this.redis.multi().del(this.hashKey(profile)).srem(this.profilesKey, profile).publish(this.channel, JSON.stringify(message)).exec()
+    await this.write(profile, true, [], true)
     this.mirror.delete(profile)
   }
 
   createEmpty (profile: string): void {
-    if (!this.mirror.has(profile)) this.mirror.set(profile, new Map())
+    if (!this.mirror.has(profile)) this.mirror.set(profile, newKnown())
     this.redis.sadd(this.profilesKey, profile).catch((err: Error) => this.log.warn({ profile, err: err.message }, 'could not record the new profile in Redis yet'))
   }
 
+  private versionKey (profile: string): string { return `${this.config.keyPrefix}version:${profile}` }
+
   /** One batch of a profile's changes: hash fields and the publish, atomically. */
-  async write (profile: string, clear: boolean, pairs: string[]): Promise<void> {
+  async write (profile: string, clear: boolean, pairs: string[], remove = false): Promise<void> {
     const message: ChangeMessage = { r: this.replicaId, p: profile, c: clear ? 1 : 0, s: {}, d: [] }
     for (let i = 0; i < pairs.length; i += 2) {
       if (pairs[i + 1] === '') message.d.push(pairs[i]!)
       else message.s[pairs[i]!] = pairs[i + 1]!
     }
-    await this.redis.spWrite(this.hashKey(profile), this.profilesKey, this.channel, profile, clear ? '1' : '0', JSON.stringify(message), ...pairs)
-    this.applyToMirror(message)
+    const v = await this.redis.spWrite(this.hashKey(profile), this.profilesKey, this.versionKey(profile), this.channel, profile, remove ? '2' : clear ? '1' : '0', JSON.stringify(message), ...pairs)
+    this.apply(profile, v, message, true)
   }
 
   /** Writes a whole profile (import): replaces what Redis holds, and tells every replica. */
@@ -482,102 +493,131 @@ export class RedisJarStore implements JarStore {
     return out
   }
 
-  private applyToMirror (m: ChangeMessage): void {
-    let fields = this.mirror.get(m.p)
-    if (fields === undefined || m.c === 1) {
-      fields = new Map()
-      this.mirror.set(m.p, fields)
+  private known (profile: string): Known {
+    let k = this.mirror.get(profile)
+    if (k === undefined) {
+      k = newKnown()
+      this.mirror.set(profile, k)
     }
-    for (const [f, v] of Object.entries(m.s)) fields.set(f, v)
-    for (const f of m.d) fields.delete(f)
+    return k
+  }
+
+  /**
+   * Applies a change of version `v` to what this process knows and, for
+   * another process's change, to the loaded jar. A cookie known at a newer
+   * version is not touched; one with a change of ours queued keeps ours
+   * (written later, so newer); one with ours in flight waits for its reply.
+   */
+  private apply (profile: string, v: number, m: Pick<ChangeMessage, 'c' | 's' | 'd'>, own: boolean, snapshot = false): void {
+    const k = this.known(profile)
+    const w = this.writer(profile)
+    const change: RemoteChange = { profile, clear: false, set: [], deleted: [] }
+    if (m.c === 1 && v > k.floor) {
+      k.fields.clear()
+      k.versions.clear()
+      k.floor = v
+      if (!own) change.clear = true
+    }
+    const one = (f: string, json: string | null): void => {
+      // A snapshot at the version we know is the same state; a message at it is one we applied.
+      const knownAt = Math.max(k.floor, k.versions.get(f) ?? 0)
+      if (v < knownAt || (v === knownAt && !snapshot && !(m.c === 1 && v === k.floor))) return
+      if (!own && w !== undefined && w.inflight.has(f)) {
+        const prior = w.contested.get(f)
+        if (prior === undefined || prior.v < v) w.contested.set(f, { v, json })
+        return
+      }
+      k.versions.set(f, v)
+      if (json === null) k.fields.delete(f)
+      else k.fields.set(f, json)
+      if (own || w === undefined || w.dirty.has(f)) return
+      if (json === null) {
+        const id = parseCookieField(f)
+        if (id !== null) change.deleted.push(id)
+      } else {
+        const c = parseCookie(json)
+        if (c !== null) change.set.push(c)
+      }
+    }
+    for (const [f, json] of Object.entries(m.s)) one(f, json)
+    for (const f of m.d) one(f, null)
+    if (w !== undefined && (change.clear || change.set.length > 0 || change.deleted.length > 0)) this.onRemoteChange?.(change)
+  }
+
+  /** After our write was answered (or failed): the other changes it raced with, by version. */
+  settleContested (w: RedisJarWriter): void {
+    const entries = [...w.contested]
+    w.contested.clear()
+    for (const [f, { v, json }] of entries) this.apply(w.profile, v, json === null ? { c: 0, s: {}, d: [f] } : { c: 0, s: { [f]: json }, d: [] }, false)
   }
 
   private onMessage (raw: string): void {
+    const bar = raw.indexOf('|')
     let m: ChangeMessage
     try {
-      m = JSON.parse(raw) as ChangeMessage
+      m = JSON.parse(bar === -1 ? raw : raw.slice(bar + 1)) as ChangeMessage
     } catch {
       return
     }
     if (typeof m.reload === 'string') {
-      void this.reread(m.reload, null).catch(() => {})
+      void this.reread(m.reload).catch(() => {})
       return
     }
-    if (m.r === this.replicaId || typeof m.p !== 'string') return
+    const v = Number(raw.slice(0, bar))
+    if (m.r === this.replicaId || typeof m.p !== 'string' || !Number.isSafeInteger(v) || typeof m.s !== 'object' || !Array.isArray(m.d)) return
     if (m.c === 1 && Object.keys(m.s).length === 0 && m.d.length === 0 && this.writer(m.p) === undefined) {
       // A removal or a clear of a profile not loaded here.
       this.mirror.delete(m.p)
       return
     }
-    this.applyToMirror(m)
-    const w = this.writer(m.p)
-    const change: RemoteChange = { profile: m.p, clear: m.c === 1, set: [], deleted: [] }
-    for (const [f, json] of Object.entries(m.s)) {
-      // Ours is pending for this cookie: ours is written later and wins; re-read once it is.
-      if (w?.busy(f) === true) { w.contested.add(f); continue }
-      const c = parseCookie(json)
-      if (c !== null) change.set.push(c)
-    }
-    for (const f of m.d) {
-      if (w?.busy(f) === true) { w.contested.add(f); continue }
-      const id = parseCookieField(f)
-      if (id !== null) change.deleted.push(id)
-    }
-    if (w !== undefined) this.onRemoteChange?.(change)
+    this.apply(m.p, v, m, false)
   }
 
   /**
-   * Re-reads `fields` of a profile (null: all of it) and applies to the
-   * loaded jar what differs, except cookies with changes of ours pending.
+   * A snapshot of `profile` at version `v` (HGETALL and the counter, read
+   * together): applied cookie by cookie where it is newer than what this
+   * process knows, so a message seen meanwhile is not undone.
    */
-  async reread (profile: string, fields: string[] | null): Promise<void> {
-    const key = this.hashKey(profile)
-    let now: Map<string, string>
-    if (fields === null) {
-      now = new Map(Object.entries(await this.redis.hgetall(key)))
-      this.mirror.set(profile, now)
-    } else {
-      const values = await this.redis.hmget(key, ...fields)
-      now = new Map()
-      const m = this.mirror.get(profile) ?? new Map<string, string>()
-      this.mirror.set(profile, m)
-      fields.forEach((f, i) => {
-        const v = values[i]
-        if (v === null || v === undefined) m.delete(f)
-        else { m.set(f, v); now.set(f, v) }
-      })
-    }
+  private applySnapshot (profile: string, v: number, snapshot: Record<string, string>): void {
+    const k = this.known(profile)
     const w = this.writer(profile)
-    if (w === undefined) return
-    const change: RemoteChange = { profile, clear: false, set: [], deleted: [] }
-    const local = new Map<string, Cookie>()
-    for (const c of w.currentCookies()) local.set(cookieField(c.domain ?? '', c.path ?? '', c.key), c)
-    for (const [f, json] of now) {
-      if (w.busy(f)) continue
-      const l = local.get(f)
-      if (l !== undefined && JSON.stringify(l.toJSON()) === json) continue
-      const c = parseCookie(json)
-      if (c !== null) change.set.push(c)
+    const s: Record<string, string> = {}
+    for (const [f, json] of Object.entries(snapshot)) if (k.fields.get(f) !== json) s[f] = json
+    const gone = new Set<string>()
+    for (const f of k.fields.keys()) if (!(f in snapshot)) gone.add(f)
+    if (w !== undefined) {
+      for (const c of w.currentCookies()) {
+        const f = cookieField(c.domain ?? '', c.path ?? '', c.key)
+        if (!(f in snapshot)) gone.add(f)
+        else if (JSON.stringify(c.toJSON()) !== snapshot[f]) s[f] = snapshot[f]!
+      }
     }
-    for (const f of fields ?? local.keys()) {
-      if (now.has(f) || w.busy(f) || !local.has(f)) continue
-      const id = parseCookieField(f)
-      if (id !== null) change.deleted.push(id)
-    }
-    if (change.set.length > 0 || change.deleted.length > 0) this.onRemoteChange?.(change)
+    this.apply(profile, v, { c: 0, s, d: [...gone] }, false, true)
+  }
+
+  /** Re-reads one profile and applies what this process missed. */
+  async reread (profile: string): Promise<void> {
+    const r = await this.redis.multi().hgetall(this.hashKey(profile)).get(this.versionKey(profile)).exec()
+    if (r === null) return
+    const [[e1, fields], [e2, version]] = r as [[Error | null, Record<string, string>], [Error | null, string | null]]
+    if (e1 !== null) throw e1
+    if (e2 !== null) throw e2
+    this.applySnapshot(profile, Number(version ?? 0), fields)
   }
 
   private async loadAll (): Promise<void> {
     const names = await this.redis.smembers(this.profilesKey)
     const pipeline = this.redis.pipeline()
-    for (const n of names) pipeline.hgetall(this.hashKey(n))
+    for (const n of names) pipeline.hgetall(this.hashKey(n)).get(this.versionKey(n))
     const results = names.length === 0 ? [] : (await pipeline.exec()) ?? []
     const seen = new Set<string>()
     names.forEach((n, i) => {
-      const [err, value] = results[i] ?? [null, {}]
-      if (err !== null) throw err
+      const [e1, fields] = results[2 * i] ?? [null, {}]
+      const [e2, version] = results[2 * i + 1] ?? [null, null]
+      if (e1 !== null) throw e1
+      if (e2 !== null) throw e2
       seen.add(n)
-      if (this.writer(n) === undefined) this.mirror.set(n, new Map(Object.entries(value as Record<string, string>)))
+      this.applySnapshot(n, Number(version ?? 0), fields as Record<string, string>)
     })
     for (const n of [...this.mirror.keys()]) if (!seen.has(n) && this.writer(n) === undefined) this.mirror.delete(n)
   }
@@ -601,10 +641,10 @@ export class RedisJarStore implements JarStore {
       if (w !== undefined) {
         for (const c of w.currentCookies()) pairs.push(cookieField(c.domain ?? '', c.path ?? '', c.key), JSON.stringify(c.toJSON()))
       } else {
-        for (const [f, v] of this.mirror.get(p) ?? []) pairs.push(f, v)
+        for (const [f, v] of this.mirror.get(p)?.fields ?? []) pairs.push(f, v)
       }
       cookies += pairs.length / 2
-      await this.redis.spPush(this.hashKey(p), this.profilesKey, this.channel, p, ...pairs)
+      await this.redis.spPush(this.hashKey(p), this.profilesKey, this.versionKey(p), this.channel, p, ...pairs)
     }
     this.log.warn({ store: redactUrl(this.url), profiles: profiles.size, cookies }, 'Redis had lost the shared jars (restarted without persistence?): pushed back what this proxy holds')
   }
@@ -627,10 +667,14 @@ export class RedisJarStore implements JarStore {
         this.resyncAgain = false
         try {
           if (this.main?.status !== 'ready') return
-          if (await this.checkEpoch()) await this.pushBack()
+          if (await this.checkEpoch()) {
+            // Redis starts counting versions again: what this process knew is no newer than anything to come.
+            for (const k of this.mirror.values()) { k.versions.clear(); k.floor = 0 }
+            await this.pushBack()
+          }
           for (const ref of this.writerRefs.values()) ref.deref()?.kick()
           await this.loadAll()
-          for (const p of [...this.writerRefs.keys()]) if (this.writer(p) !== undefined) await this.reread(p, null)
+          for (const p of [...this.writerRefs.keys()]) if (this.writer(p) !== undefined) await this.reread(p)
           if (this.problem !== null) this.log.warn({ store: redactUrl(this.url) }, 'Redis is reachable again: caught up')
           this.problem = null
         } catch (err) {
@@ -702,7 +746,7 @@ class RedisLoginLock implements LoginLock {
       try { done = await this.store.redis.get(doneKey) } catch {}
       if (done === holder) {
         // Its cookies are in Redis: take them now rather than when pub/sub delivers.
-        await this.store.reread(profile, null).catch(() => {})
+        await this.store.reread(profile).catch(() => {})
         return { ran: false }
       }
       // It failed or died: try to take the lock ourselves.
