@@ -118,3 +118,25 @@ if (!hasRedis()) {
     t.equal(redactUrl('redis://u:pw@h:1/2'), 'redis://u:***@h:1/2')
   })
 }
+
+if (hasRedis()) {
+  t.test('changes are ordered by version: a stale message is ignored, a newer one applied', async (t) => {
+    const redis = await startRedis()
+    t.teardown(async () => { await redis.stop(); cleanup(redis.dir) })
+    const a = await replica(t, redis)
+    const p = a.registry.get('v')
+    p.capture(['s=mine; Path=/'], URL_A, 1)
+    await p.pendingWrite
+    const version = Number(redis.cli('GET', 'session-proxy:version:v').trim())
+    t.ok(version >= 1, `the write was version ${version}`)
+    const field = JSON.stringify(['example.test', '/', 's'])
+    const cookieJson = (value: string): string => JSON.stringify({ key: 's', value, domain: 'example.test', path: '/', hostOnly: true, creation: new Date().toISOString() })
+    const message = (v: number, value: string): string => `${v}|${JSON.stringify({ r: 'someone-else', p: 'v', c: 0, s: { [field]: cookieJson(value) }, d: [] })}`
+    redis.cli('PUBLISH', 'session-proxy:changes', message(version, 'stale'))
+    redis.cli('PUBLISH', 'session-proxy:changes', message(version + 5, 'newer'))
+    await until('the newer value', () => header(p) === 's=newer')
+    redis.cli('PUBLISH', 'session-proxy:changes', message(version + 1, 'older-than-newer'))
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    t.equal(header(p), 's=newer', 'a message older than what is known changes nothing')
+  })
+}
