@@ -5,12 +5,12 @@
  * An import is validated whole before anything is written, so a bad file
  * changes nothing.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { Cookie } from 'tough-cookie'
 import type { Config } from '../../config/schema.js'
 import { ConfigError } from '../../errors.js'
-import { CookieJarStore, snapshotOf } from '../jar-files.js'
+import { CookieJarStore, replayJournal, snapshotOf } from '../jar-files.js'
 import { assertProfileName } from '../profiles.js'
 import { admitCookie } from '../sendable.js'
 import { cookieField } from './jar-store.js'
@@ -89,9 +89,14 @@ export function parseExport (text: string): Map<string, Cookie[]> {
 export async function readProfiles (config: Config, log: Logger): Promise<Map<string, Cookie[]>> {
   const store = config.store ?? 'file'
   if (store === 'file') {
+    // Read only: a running proxy's files are not touched (no damaged file set aside, no lock taken).
     const files = new CookieJarStore(config.dataDir!)
     const out = new Map<string, Cookie[]>()
-    for (const name of files.listProfiles().sort()) out.set(name, files.load(name).cookies)
+    for (const name of files.listProfiles().sort()) {
+      const { cookies, bad } = replayJournal(readFileSync(files.fileOf(name), 'utf8'))
+      if (bad.length > 0) log.warn({ profile: name, file: files.fileOf(name), badLines: bad.slice(0, 20).map((b) => b.line), error: bad[0]!.error }, 'skipped records the proxy cannot use (the proxy itself sets the file aside at its next start)')
+      out.set(name, cookies)
+    }
     return out
   }
   const redis = new RedisJarStore(store, config.redis, log)
