@@ -416,13 +416,18 @@ export class ProfileRegistry {
     jar.onChange = (change) => {
       // Removed: nothing of it reaches the disk again, nor the registry.
       if (p.deleted) return
+      // Another proxy's change (shared store): already stored, and no reason to load the profile back.
+      if (p.applyingRemote) {
+        this.hooks.onCookieChange?.(p, change, null)
+        return
+      }
       // Written through a reference held across an unload: it is the live one again.
       if (this.profiles.get(name) !== p) this.reinstate(p)
       // Expired cookies are dropped on load anyway; journaling them would
       // only add writes to plain reads. A shared store needs the deletion:
       // a server's Max-Age=0 is reported as 'expired' too, and the other
       // replicas must drop the cookie now, not when it would have expired.
-      if (p.persist && !p.applyingRemote && !(change.type === 'delete' && change.reason === 'expired' && this.files.kind === 'file')) {
+      if (p.persist && !(change.type === 'delete' && change.reason === 'expired' && this.files.kind === 'file')) {
         p.pendingWrite = journal.append(change)
       }
       this.hooks.onCookieChange?.(p, change, p.activeRequestId)
