@@ -18,6 +18,7 @@
  * changes the disk does not have yet).
  */
 import type { Logger } from 'pino'
+import type { Cookie } from 'tough-cookie'
 import { BadProfileError, ConfigError } from '../errors.js'
 import { PROFILE_NAME_PATTERN, type Config, type ProfileConfig } from '../config/schema.js'
 import type { CookieChange } from './cookie-store.js'
@@ -390,7 +391,12 @@ export class ProfileRegistry {
     let profile: Profile | null = null
     const journal = this.files.openWriter(name, {
       cookies: () => jar.cookies(),
-      cookieAt: (domain, path, key) => jar.store.idx[domain]?.[path]?.[key],
+      cookieAt: (domain, path, key) => {
+        // The store's own lookup (synchronous with a callback), whatever its internal layout.
+        let found: Cookie | undefined
+        jar.store.findCookie(domain, path, key, (_err: Error | null, c?: Cookie | null) => { found = c ?? undefined })
+        return found
+      },
       liveRecords: () => jar.size,
       onWritten: (err) => { if (profile !== null) profile.persistError = err },
       onError: (err, path) => this.persistFailed(name, err, path),
