@@ -299,6 +299,11 @@ export class ProfileRegistry {
     await this.files.release()
   }
 
+  /** The shared store (Redis) cannot be reached now (the session_proxy_store_unreachable gauge). */
+  get storeUnreachable (): boolean {
+    return this.files.storeProblems.length > 0
+  }
+
   /** Which store keeps the jars ('file' or 'redis'). */
   get storeKind (): 'file' | 'redis' {
     return this.files.kind
