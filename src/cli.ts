@@ -12,6 +12,8 @@ import { installProcessGuard } from './process-guard.js'
 import { runExplain } from './commands/explain.js'
 import { runLoginCommand } from './commands/login.js'
 import { runCookiesCommand } from './commands/cookies.js'
+import { runExportCommand } from './commands/export.js'
+import { runImportCommand } from './commands/import.js'
 import { createSessionProxy } from './server.js'
 import { CertificateAuthority } from './proxy/tls/ca.js'
 import { join, resolve } from 'node:path'
@@ -34,6 +36,8 @@ Options (environment variable in brackets; config-file key after it):
   --port PORT              listen port, 0 for any free port ${envOf('port')}port (default 8080)
   --data-dir DIR           where jars are kept ${envOf('dataDir')}dataDir
                            (default $XDG_STATE_HOME/session-proxy or ~/.local/state/session-proxy)
+  --store URL              keep jars in Redis (redis://host:port/db), shared by every proxy on it
+                           ${envOf('store')}store (default: files under the data dir)
   --config FILE            YAML or JSON config file [SESSION_PROXY_CONFIG]
   --log-level LEVEL        fatal|error|warn|info|debug|trace|silent ${envOf('logLevel')}logLevel
                            (log lines: ${envOf('logFormat')}logFormat auto|json|pretty)
@@ -86,12 +90,17 @@ Commands:
                            list (a table) or edit PROFILE's jar in the running proxy
   session-proxy login PROFILE [--upstream HOST]
                            run PROFILE's configured login flows now
+  session-proxy export [--out FILE] [--store URL | --data-dir DIR | --config FILE]
+                           every profile's cookies as JSON (lossless), from the configured store
+  session-proxy import FILE [--store URL | --data-dir DIR | --config FILE]
+                           put the profiles of an export into the configured store (replaces them)
 `
 
 interface Flags {
   host?: string
   port?: string
   'data-dir'?: string
+  store?: string
   config?: string
   'log-level'?: string
   'connect-to'?: string[]
@@ -118,6 +127,8 @@ async function main (argv: string[]): Promise<void> {
   if (argv[0] === 'explain') { process.exitCode = await runExplain(argv.slice(1)); return }
   if (argv[0] === 'login') { process.exitCode = await runLoginCommand(argv.slice(1)); return }
   if (argv[0] === 'cookies') { process.exitCode = await runCookiesCommand(argv.slice(1)); return }
+  if (argv[0] === 'export') { process.exitCode = await runExportCommand(argv.slice(1)); return }
+  if (argv[0] === 'import') { process.exitCode = await runImportCommand(argv.slice(1)); return }
   // `session-proxy ca [options]` resolves the data dir like the server does.
   const caCommand = argv[0] === 'ca'
   if (caCommand) argv = argv.slice(1)
@@ -129,6 +140,7 @@ async function main (argv: string[]): Promise<void> {
         host: { type: 'string' },
         port: { type: 'string' },
         'data-dir': { type: 'string' },
+        store: { type: 'string' },
         config: { type: 'string' },
         'log-level': { type: 'string' },
         'connect-to': { type: 'string', multiple: true },
@@ -160,6 +172,7 @@ async function main (argv: string[]): Promise<void> {
       host: values.host,
       port: values.port === undefined ? undefined : parsePort(values.port, '--port'),
       dataDir: values['data-dir'],
+      store: values.store,
       logLevel: values['log-level'],
       connectTo: values['connect-to'],
       allowClients: values['allow-clients'],

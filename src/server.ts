@@ -19,7 +19,7 @@ import { admitAdminRequest, createAdminGate, registerAdmin } from './admin/index
 import { createObservability } from './observe/services.js'
 import { ConfigError, SessionProxyError } from './errors.js'
 import { readSecret } from './session/host-defaults.js'
-import { CookieJarStore } from './session/jar-files.js'
+import { openJarStore } from './session/store/open-store.js'
 import { assertProfileName, ProfileRegistry } from './session/profiles.js'
 import { parseProxyAuthorization, PROFILE_HEADER, resolveProfileName } from './session/resolve-profile.js'
 import { forwardRequest } from './proxy/forward.js'
@@ -136,7 +136,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
   const { config, log } = opts
   assertSafeBinding(config)
   const allowlist = config.allowClients.length > 0 ? new ClientAllowlist(config.allowClients) : null
-  const files = new CookieJarStore(config.dataDir!)
+  const files = openJarStore(config, log)
   try {
     files.init()
   } catch (err) {
@@ -365,6 +365,8 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     pool,
     deps,
     listen: async () => {
+      // The shared store (Redis) is connected and loaded before any request.
+      await profiles.start()
       const address = await app.listen({ host: config.host, port: config.port })
       void address
       for (const p of portServers) {

@@ -70,6 +70,8 @@ function patternHint (where: string): string {
   if (where.startsWith('connectTo')) return 'expected HOST:PORT:HOST2:PORT2'
   if (where.endsWith('match') || where.startsWith('connect.exclude')) return 'expected a host like api.example.com, *.example.com or *, optionally with :port'
   if (where === 'reverse' || where === 'upstream.proxy') return 'expected an http:// or https:// URL'
+  if (where === 'store') return 'expected redis://host:port/db, rediss://... or file'
+  if (where === 'redis.keyPrefix') return 'expected text without spaces'
   return 'see the README for the expected format'
 }
 

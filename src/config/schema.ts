@@ -175,6 +175,25 @@ export interface Config {
   reverseForward: boolean
   limits: LimitsConfig
   admin: AdminConfig
+  /** Where jars are kept: null, the files under dataDir; `redis://host:port/db`, shared by every proxy on that Redis. */
+  store: string | null
+  /** The Redis store's limits and login lock (used only when `store` is a redis:// URL). */
+  redis: RedisStoreConfig
+}
+
+export interface RedisStoreConfig {
+  /** Cookie writes held while Redis is unreachable (all profiles); beyond it a profile is re-sent whole on reconnect. */
+  maxQueuedWrites: number
+  /** A Redis command not answered within this counts as failed (the response is marked persist: failed). */
+  commandTimeoutMs: number
+  /** How long start-up waits for Redis before refusing to start. */
+  connectTimeoutMs: number
+  /** The login lock expires after this unless its holder renews it (a replica that dies mid-login frees it). */
+  loginLockTtlMs: number
+  /** How long a replica waits for another replica's login before it gives up. */
+  loginWaitMs: number
+  /** Prefix of every Redis key and channel, so several deployments can share one Redis. */
+  keyPrefix: string
 }
 
 const secretRef = {
@@ -308,6 +327,20 @@ export const configSchema = {
       }
     },
     hosts: { type: 'array', items: hostRule },
+    store: { type: 'string', nullable: true, pattern: '^(file|rediss?://.*)$' },
+    redis: {
+      type: 'object',
+      additionalProperties: false,
+      required: [],
+      properties: {
+        maxQueuedWrites: { type: 'integer', minimum: 1, maximum: 100000000 },
+        commandTimeoutMs: { type: 'integer', minimum: 10, maximum: 600000 },
+        connectTimeoutMs: { type: 'integer', minimum: 10, maximum: 600000 },
+        loginLockTtlMs: { type: 'integer', minimum: 100, maximum: 3600000 },
+        loginWaitMs: { type: 'integer', minimum: 0, maximum: 3600000 },
+        keyPrefix: { type: 'string', maxLength: 200, pattern: '^[^\\s]*$' }
+      }
+    },
     events: {
       type: 'object',
       additionalProperties: false,

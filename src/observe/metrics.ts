@@ -135,6 +135,8 @@ export class Metrics implements ExchangeObserver {
     w.sample('session_proxy_persist_failures_total', {}, this.profiles.persistFailuresTotal)
     w.family('session_proxy_persist_failing_profiles', 'gauge', 'Profiles whose latest cookie jar write failed (their changes are not on disk yet).')
     w.sample('session_proxy_persist_failing_profiles', {}, this.profiles.failingProfiles)
+    w.family('session_proxy_store_unreachable', 'gauge', 'Whether the shared jar store (Redis) cannot be reached now: 1 while requests use the last known cookies and writes are queued.')
+    w.sample('session_proxy_store_unreachable', {}, this.profiles.storeUnreachable ? 1 : 0)
 
     w.family('session_proxy_logins_total', 'counter', 'Login runs by profile and outcome (re-logins included).')
     this.logins.write(w, 'session_proxy_logins_total', 'outcome')

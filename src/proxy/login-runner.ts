@@ -9,6 +9,7 @@ import { LoginFailedError, toStepResponse } from '../session/autopilot/login-flo
 import type { Profile } from '../session/profiles.js'
 import { allocateExchangeId } from './exchange-id.js'
 import { sendWithSession } from './session-client.js'
+import { underLoginLock } from '../session/store/login-lock.js'
 import { parseTarget, type Target } from './target.js'
 
 export function jarCookieReader (profile: Profile, target: Target): (name: string) => string | undefined {
@@ -48,7 +49,8 @@ export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAu
     pilot.clearSessionHeadersFor(login.origin)
     const limits = { timeoutMs: pilot.limits.loginStepTimeoutMs, maxBodyBytes: pilot.limits.loginMaxBodyBytes }
     try {
-      const result = await flow.run(
+      // Shared store (Redis): one proxy logs in, the others wait and use its cookies (store/login-lock.ts).
+      const result = await underLoginLock(deps.profiles.loginLock, profile, login.origin, async () => await flow.run(
         here.baseUrl,
         `${target.scheme}://${target.authority}${target.path}`,
         async (req) => {
@@ -59,7 +61,7 @@ export async function runLogin (deps: ProxyDeps, profile: Profile, pilot: HostAu
         },
         jarCookieReader(profile, target),
         login.origin
-      )
+      ), () => ({ steps: 0, token: login.loginToken }))
       deps.events.record(profile.name, { type: 'login.succeeded', requestId, url, flow: flow.name, steps: result.steps, durationMs: Date.now() - started, relogin })
       deps.log.info({ profile: profile.name, host: target.authority, flow: flow.name, ms: Date.now() - started }, 'logged in')
       return result

@@ -17,13 +17,14 @@
  * memory only); neither is a profile whose last write failed (its jar holds
  * changes the disk does not have yet).
  */
-import { unlinkSync, writeFileSync } from 'node:fs'
 import type { Logger } from 'pino'
+import type { Cookie } from 'tough-cookie'
 import { BadProfileError, ConfigError } from '../errors.js'
 import { PROFILE_NAME_PATTERN, type Config, type ProfileConfig } from '../config/schema.js'
 import type { CookieChange } from './cookie-store.js'
-import { changeToRecord, snapshotOf, type CookieJarStore, type LoadProblem, type UnreadableProblem } from './jar-files.js'
-import type { Journal } from './journal.js'
+import { CookieJarStore, type LoadProblem, type UnreadableProblem } from './jar-files.js'
+import { FileJarStore } from './store/file-store.js'
+import type { JarStore, JarWriter, LoginLock, RemoteChange, StoreProblem } from './store/jar-store.js'
 import { HostDefaults } from './host-defaults.js'
 import { ProfileAutopilot } from './autopilot/host-autopilot.js'
 import { matchProfileSettings, resolveProfileSettings } from './profile-settings.js'
@@ -49,7 +50,7 @@ export interface PersistProblem {
   failures: number
 }
 
-export type RegistryProblem = LoadProblem | PersistProblem | UnreadableProblem
+export type RegistryProblem = LoadProblem | PersistProblem | UnreadableProblem | StoreProblem
 
 export interface ProfileHooks {
   /** `requestId` is the exchange whose response caused the change, or null (admin, expiry). */
@@ -61,7 +62,8 @@ export class Profile {
   readonly name: string
   readonly jar: SessionJar
   readonly defaults: HostDefaults
-  readonly journal: Journal
+  /** Where its changes are persisted (a journal file, or Redis): see store/jar-store.ts. */
+  readonly journal: JarWriter
   /**
    * The write that carries the latest change; awaited before a response is
    * delivered. It never rejects: once it settles, persistError says whether
@@ -98,8 +100,10 @@ export class Profile {
    * and the registry never takes it back.
    */
   deleted = false
+  /** Applying a change another proxy made (shared store): it is not written back. */
+  applyingRemote = false
 
-  constructor (name: string, jar: SessionJar, defaults: HostDefaults, journal: Journal) {
+  constructor (name: string, jar: SessionJar, defaults: HostDefaults, journal: JarWriter) {
     this.name = name
     this.jar = jar
     this.defaults = defaults
@@ -117,14 +121,6 @@ export class Profile {
       this.activeRequestId = null
       this.activeUrl = null
     }
-  }
-}
-
-function removeFile (file: string): void {
-  try {
-    unlinkSync(file)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
 }
 
@@ -155,16 +151,17 @@ export class ProfileRegistry {
 
   private readonly sharedDefaults: HostDefaults
   private readonly config: Config
-  private readonly files: CookieJarStore
+  private readonly files: JarStore
   private readonly log: Logger
   private readonly sweeper: NodeJS.Timeout | null = null
   /** Set by observers (events) before traffic starts. */
   readonly hooks: ProfileHooks = {}
 
-  constructor (config: Config, files: CookieJarStore, log: Logger) {
+  constructor (config: Config, files: CookieJarStore | JarStore, log: Logger) {
     this.config = config
-    this.files = files
+    this.files = files instanceof CookieJarStore ? new FileJarStore(files) : files
     this.log = log
+    this.files.onRemoteChange = (change) => this.applyRemote(change)
     // Fail at start-up, not at the first request, on a missing secret.
     this.sharedDefaults = new HostDefaults(config.hosts, [], 'default')
     for (const [name, p] of Object.entries(config.profiles)) {
@@ -184,7 +181,8 @@ export class ProfileRegistry {
   /** Load problems (damaged files, rejected records) and jars that are failing to write: health is degraded while this is not empty. */
   get problems (): RegistryProblem[] {
     const unreadable = this.files.unreadableProblems
-    return this.persistProblems.size === 0 && unreadable.length === 0 ? this.loadProblems : [...this.loadProblems, ...this.persistProblems.values(), ...unreadable]
+    const store = this.files.storeProblems
+    return this.persistProblems.size === 0 && unreadable.length === 0 && store.length === 0 ? this.loadProblems : [...this.loadProblems, ...this.persistProblems.values(), ...unreadable, ...store]
   }
 
   /** How many profiles' latest journal write failed. */
@@ -267,7 +265,7 @@ export class ProfileRegistry {
       if (this.released.get(name)?.deref() === profile) this.released.delete(name)
       this.persistProblems.delete(name)
       for (let i = this.loadProblems.length - 1; i >= 0; i--) if (this.loadProblems[i]!.profile === name) this.loadProblems.splice(i, 1)
-      removeFile(this.files.fileOf(name))
+      await this.files.removeProfile(name)
       return true
     })()
     this.removing.set(name, done)
@@ -283,7 +281,7 @@ export class ProfileRegistry {
     if (this.find(name) !== undefined) return false
     const p = this.get(name)
     // An empty journal: the profile is listed (and found) after an unload or a restart.
-    if (p.persist) writeFileSync(this.files.fileOf(name), '', { flag: 'a', mode: 0o600 })
+    if (p.persist) this.files.createEmpty(name)
     return true
   }
 
@@ -298,7 +296,44 @@ export class ProfileRegistry {
     for (const p of open) {
       if (p.journal.lastError !== null) this.log.error({ profile: p.name, path: p.journal.path, err: p.journal.lastError }, 'cookie jar changes could not be written before exit and are lost')
     }
-    this.files.release()
+    await this.files.release()
+  }
+
+  /** The shared store (Redis) cannot be reached now (the session_proxy_store_unreachable gauge). */
+  get storeUnreachable (): boolean {
+    return this.files.storeProblems.length > 0
+  }
+
+  /** Which store keeps the jars ('file' or 'redis'). */
+  get storeKind (): 'file' | 'redis' {
+    return this.files.kind
+  }
+
+  /** Connects the store (Redis) and loads what it shares; before the first request. */
+  async start (): Promise<void> {
+    await this.files.start()
+  }
+
+  /** Cross-process login coordination (Redis store), else null. */
+  get loginLock (): LoginLock | null {
+    return this.files.loginLock
+  }
+
+  /**
+   * A change another proxy made to a loaded profile: applied to the jar as it
+   * is (its Cookie-header cache follows), but not written back to the store.
+   */
+  private applyRemote (change: RemoteChange): void {
+    const p = this.profiles.get(change.profile) ?? this.unloading.get(change.profile) ?? this.released.get(change.profile)?.deref()
+    if (p === undefined || p.deleted || !p.persist) return
+    p.applyingRemote = true
+    try {
+      if (change.clear) p.jar.clear()
+      for (const [domain, path, name] of change.deleted) p.jar.store.removeCookie(domain, path, name, () => {})
+      for (const c of change.set) p.jar.store.putCookie(c, () => {})
+    } finally {
+      p.applyingRemote = false
+    }
   }
 
   /**
@@ -359,8 +394,14 @@ export class ProfileRegistry {
     const jar = new SessionJar(this.config.jar)
     jar.restore(loaded.cookies)
     let profile: Profile | null = null
-    const journal = this.files.openJournal(name, {
-      snapshot: () => snapshotOf(jar.cookies()),
+    const journal = this.files.openWriter(name, {
+      cookies: () => jar.cookies(),
+      cookieAt: (domain, path, key) => {
+        // The store's own lookup (synchronous with a callback), whatever its internal layout.
+        let found: Cookie | undefined
+        jar.store.findCookie(domain, path, key, (_err: Error | null, c?: Cookie | null) => { found = c ?? undefined })
+        return found
+      },
       liveRecords: () => jar.size,
       onWritten: (err) => { if (profile !== null) profile.persistError = err },
       onError: (err, path) => this.persistFailed(name, err, path),
@@ -386,12 +427,19 @@ export class ProfileRegistry {
     jar.onChange = (change) => {
       // Removed: nothing of it reaches the disk again, nor the registry.
       if (p.deleted) return
+      // Another proxy's change (shared store): already stored, and no reason to load the profile back.
+      if (p.applyingRemote) {
+        this.hooks.onCookieChange?.(p, change, null)
+        return
+      }
       // Written through a reference held across an unload: it is the live one again.
       if (this.profiles.get(name) !== p) this.reinstate(p)
       // Expired cookies are dropped on load anyway; journaling them would
-      // only add writes to plain reads.
-      if (p.persist && !(change.type === 'delete' && change.reason === 'expired')) {
-        p.pendingWrite = journal.append(changeToRecord(change))
+      // only add writes to plain reads. A shared store needs the deletion:
+      // a server's Max-Age=0 is reported as 'expired' too, and the other
+      // replicas must drop the cookie now, not when it would have expired.
+      if (p.persist && !(change.type === 'delete' && change.reason === 'expired' && this.files.kind === 'file')) {
+        p.pendingWrite = journal.append(change)
       }
       this.hooks.onCookieChange?.(p, change, p.activeRequestId)
     }

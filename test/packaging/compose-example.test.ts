@@ -12,7 +12,8 @@ import { parse } from 'yaml'
 import { ENV_VARIABLES } from '../../src/config/load.js'
 import { parseDockerfile, parseEnv } from '../helpers/dockerfile.js'
 import { pathWithThisNode, startUntilListening } from '../helpers/packaging.js'
-import { CLI, ROOT, curl, run, startUpstream, tempDir } from '../helpers/proxy.js'
+import { CLI, ROOT, cleanup, curl, run, startUpstream, tempDir } from '../helpers/proxy.js'
+import { startRedis } from '../helpers/redis.js'
 
 interface Service {
   image?: string
@@ -55,6 +56,12 @@ for (const [name, service] of proxies) {
     mkdirSync(secrets)
     for (const secret of service.secrets ?? []) writeFileSync(join(secrets, secret), `secret-for-${secret}\n`)
     const serviceEnv = Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, String(v).replaceAll('/run/secrets/', `${secrets}/`)]))
+    // The replicas' Redis (service "redis"): a real redis-server on a free loopback port.
+    if (serviceEnv.SESSION_PROXY_STORE?.startsWith('redis://redis:') === true) {
+      const redis = await startRedis()
+      t.teardown(async () => { await redis.stop(); cleanup(redis.dir) })
+      serviceEnv.SESSION_PROXY_STORE = serviceEnv.SESSION_PROXY_STORE.replace(/^redis:\/\/redis:6379/, `redis://127.0.0.1:${redis.port}`)
+    }
     const env = { PATH: pathWithThisNode(), ...imageEnv, ...serviceEnv, SESSION_PROXY_PORT: '0', SESSION_PROXY_DATA_DIR: join(dir, 'data') }
     const args = (service.command ?? []).map((a) => a === 'https://api.example.com' ? upstream.origin : a)
     const proxy = await startUntilListening([process.execPath, CLI, ...args], { cwd: ROOT, env })
