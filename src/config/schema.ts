@@ -93,6 +93,8 @@ export interface UpstreamConfig {
   /** Hosts never sent through the upstream proxy; null: NO_PROXY from the environment. */
   noProxy: string[] | null
   tls: UpstreamTlsRule[]
+  /** Offer h2 by ALPN to https upstreams (HTTP/1.1 when they do not take it); false: HTTP/1.1 only. */
+  http2: boolean
 }
 
 /**
@@ -127,6 +129,8 @@ export interface LimitsConfig {
   loginMaxBodyBytes: number
   /** SIGTERM/SIGINT: in-flight requests get this long before connections are cut. */
   shutdownTimeoutMs: number
+  /** Streams one HTTP/2 client connection (inside an intercepted tunnel) may have open at once. */
+  http2MaxConcurrentStreams: number
 }
 
 /** Who may use the admin API under /_session/. */
@@ -337,7 +341,8 @@ export const configSchema = {
               insecure: { type: 'boolean', nullable: true }
             }
           }
-        }
+        },
+        http2: { type: 'boolean' }
       }
     },
     reverse: { type: 'string', pattern: '^[Hh][Tt][Tt][Pp][Ss]?://', nullable: true },
@@ -359,7 +364,8 @@ export const configSchema = {
         maxAdminBodyBytes: positiveInt,
         loginStepTimeoutMs: positiveInt,
         loginMaxBodyBytes: positiveInt,
-        shutdownTimeoutMs: nonNegativeInt
+        shutdownTimeoutMs: nonNegativeInt,
+        http2MaxConcurrentStreams: { type: 'integer', minimum: 1, maximum: 10000 }
       }
     },
     admin: {
