@@ -42,7 +42,7 @@ function ignore (): void {}
 export class H2Sessions<T> {
   private readonly server: http2.Http2Server
   private readonly tunnels = new WeakMap<Http2Session, T>()
-  private readonly open = new WeakMap<Http2Session, number>()
+  private readonly open = new WeakMap<Http2Session, { streams: number, idle: NodeJS.Timeout | null }>()
   /** The tunnel of the socket being handed to the server (its 'session' event is synchronous). */
   private accepting: T | undefined
 
@@ -83,16 +83,29 @@ export class H2Sessions<T> {
       return
     }
     this.tunnels.set(session, tunnel)
-    this.open.set(session, 0)
-    // Idle as on an HTTP/1.1 keep-alive connection: activity re-arms the
-    // timer; when it fires with no stream open the session is closed.
-    session.setTimeout(this.limits.idleTimeoutMs, () => {
-      if ((this.open.get(session) ?? 0) > 0 || session.closed || session.destroyed) return
-      this.close(session)
-    })
+    this.open.set(session, { streams: 0, idle: null })
+    session.once('close', () => { const state = this.open.get(session); if (state?.idle != null) clearTimeout(state.idle) })
+    this.armIdle(session)
   }
 
-  private close (session: ServerHttp2Session): void {
+  /**
+   * Idle as an HTTP/1.1 keep-alive connection is: counted from the moment
+   * no stream is open, and cleared when one opens. (Node's session timeout
+   * counts socket activity instead, and stays quiet after firing once while
+   * a stream was open.)
+   */
+  private armIdle (session: Http2Session): void {
+    const state = this.open.get(session)
+    if (state === undefined || session.closed || session.destroyed) return
+    if (state.idle !== null) clearTimeout(state.idle)
+    state.idle = setTimeout(() => {
+      state.idle = null
+      if (state.streams === 0 && !session.closed && !session.destroyed) this.close(session)
+    }, this.limits.idleTimeoutMs)
+    state.idle.unref()
+  }
+
+  private close (session: Http2Session): void {
     session.close()
     const timer = setTimeout(() => { if (!session.destroyed) session.destroy() }, CLOSE_GRACE_MS)
     timer.unref()
@@ -103,8 +116,14 @@ export class H2Sessions<T> {
     stream.on('error', (err: NodeJS.ErrnoException) => this.log.debug({ err: err.code ?? err.message }, 'HTTP/2 client stream error'))
     const session = stream.session
     if (session === undefined) return
-    this.open.set(session, (this.open.get(session) ?? 0) + 1)
-    stream.once('close', () => this.open.set(session, (this.open.get(session) ?? 1) - 1))
+    const state = this.open.get(session)
+    if (state === undefined) return
+    state.streams++
+    if (state.idle !== null) { clearTimeout(state.idle); state.idle = null }
+    stream.once('close', () => {
+      state.streams--
+      if (state.streams === 0) this.armIdle(session)
+    })
   }
 
   private onRequest (req: Http2ServerRequest, res: H2Response): void {
@@ -114,6 +133,16 @@ export class H2Sessions<T> {
       req.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM)
       return
     }
+    // A response that is complete while the client still sends its body (a
+    // refusal, a 408 for a stalled body, an upstream that answered early):
+    // RST_STREAM(NO_ERROR) tells the client to stop (RFC 9113 8.1), sent
+    // once the response is flushed. Without it the half-open stream would
+    // keep the session from ever being idle. (The stream's 'finish': the
+    // compat response emits its own only when the stream closes.)
+    const stream = req.stream
+    stream.once('finish', () => {
+      if (!req.complete && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR)
+    })
     this.handle(asH1Request(req), asH1Response(res), tunnel)
   }
 }

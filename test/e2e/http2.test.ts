@@ -57,7 +57,8 @@ async function h2Through (proxy: ProxyProcess, authority: string, ca: string, us
     createConnection: () => tls.connect({ socket, servername: host, ca, ALPNProtocols: ['h2'] })
   })
   session.on('error', () => {})
-  await new Promise<void>((resolve, reject) => { session.once('connect', () => resolve()); session.once('error', reject) })
+  // The proxy's SETTINGS arrive first: once they are in, remoteSettings is the proxy's.
+  await new Promise<void>((resolve, reject) => { session.once('remoteSettings', () => resolve()); session.once('error', reject) })
   return session
 }
 
@@ -86,7 +87,7 @@ async function h2Request (session: http2.ClientHttp2Session, headers: http2.Outg
 
 const cookieOf = (body: string | Buffer): string | null => (JSON.parse(body.toString()) as { cookie: string | null }).cookie
 
-/** An upstream that answers echoCookies, or streams a body back (POST /echo), or dribbles (GET /slow). */
+/** An upstream that answers echoCookies, or streams a body back (POST /echo), or dribbles (GET /slow), or answers once the whole body is in (POST /collect). */
 function upstreamHandler (): http.RequestListener {
   const echo = echoCookies()
   return (req, res) => {
@@ -96,6 +97,12 @@ function upstreamHandler (): http.RequestListener {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-request-te': String(req.headers['transfer-encoding'] ?? ''), 'x-request-length': String(req.headers['content-length'] ?? '') })
       req.on('data', (c: Buffer) => { n += c.length; hash.update(c); res.write(c) })
       req.on('end', () => { res.addTrailers({}); res.end(); void n })
+      return
+    }
+    if (req.url === '/collect') {
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c))
+      req.on('end', () => res.end(`got ${Buffer.concat(chunks).length}`))
       return
     }
     if (req.url === '/slow') {
@@ -282,4 +289,37 @@ t.test('h2c stays refused with 501 SP_H2C_UNSUPPORTED', async (t) => {
   t.equal(viaProxy.status, 200, 'curl speaks HTTP/1.1 to an http proxy even with --http2-prior-knowledge')
 
   t.equal((await adminGet(proxy, '/_session/health')).status, 200, 'the proxy goes on serving')
+})
+
+t.test('limits: concurrent streams, idle sessions and stalled bodies as over HTTP/1.1', async (t) => {
+  const ca = createTestCa()
+  const up = await startHttpsUpstream(upstreamHandler(), ca)
+  const proxy = await startProxy({
+    args: ['--upstream-ca', ca.file, '--connect-port', String(up.port)],
+    config: { limits: { http2MaxConcurrentStreams: 7, clientKeepAliveTimeoutMs: 600, clientBodyIdleTimeoutMs: 500 } }
+  })
+  const proxyCa = await proxyCaFile(proxy)
+  t.teardown(async () => { await proxy.stop(); await up.close(); cleanup(proxy.dataDir, ca.dir) })
+
+  const session = await h2Through(proxy, `localhost:${up.port}`, proxyCa.pem)
+  t.equal(session.remoteSettings.maxConcurrentStreams, 7, 'SETTINGS_MAX_CONCURRENT_STREAMS is limits.http2MaxConcurrentStreams')
+  t.equal(session.remoteSettings.maxHeaderListSize, 65536, 'SETTINGS_MAX_HEADER_LIST_SIZE is limits.maxHeaderBytes')
+
+  // A body that stalls gets 408, as over HTTP/1.1.
+  const stalled = await new Promise<{ status: number, code: string | undefined }>((resolve, reject) => {
+    const s = session.request({ ':method': 'POST', ':path': '/collect' }, { endStream: false })
+    s.write('part')
+    s.on('response', (h) => resolve({ status: Number(h[':status']), code: h['x-session-proxy-error'] as string | undefined }))
+    s.on('error', reject)
+  })
+  t.same(stalled, { status: 408, code: 'SP_CLIENT_TIMEOUT' }, 'a stalled request body: 408 SP_CLIENT_TIMEOUT')
+
+  const started = Date.now()
+  const closed = await new Promise<string>((resolve) => {
+    session.once('goaway', () => resolve('goaway'))
+    session.once('close', () => resolve('close'))
+    setTimeout(() => resolve('still open'), 5000).unref()
+  })
+  t.not(closed, 'still open', `an idle session is closed (${closed} after ${Date.now() - started} ms)`)
+  session.destroy()
 })
