@@ -115,6 +115,12 @@ export function h2RefusalFrames (err: SessionProxyError, packet: Buffer): Buffer
   ])
 }
 
+/** Sockets whose preface is being answered: Node's parser reports each later chunk again. */
+const answering = new WeakSet<Duplex>()
+/** How long, and for how many bytes, a lone preface waits for the client's first request. */
+const REQUEST_WAIT_MS = 250
+const REQUEST_WAIT_BYTES = 16384
+
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
 
 /**
@@ -129,6 +135,28 @@ export function answerClientErrorOrH2 (err: NodeJS.ErrnoException & { rawPacket?
     answerClientError(err, socket)
     return
   }
+  if (answering.has(socket)) return
+  answering.add(socket)
   const refusal = h2cRefusal()
-  sendRawError(socket, refusal, undefined, h2RefusalFrames(refusal, packet))
+  if (opensStreamOne(packet)) {
+    sendRawError(socket, refusal, undefined, h2RefusalFrames(refusal, packet))
+    return
+  }
+  // The preface came alone (the client's first request is often a write of
+  // its own): wait briefly for it, so the client can read the 501 on it.
+  let seen = packet
+  const answer = (): void => {
+    clearTimeout(timer)
+    socket.off('data', onData)
+    sendRawError(socket, refusal, undefined, h2RefusalFrames(refusal, seen))
+  }
+  const onData = (chunk: Buffer): void => {
+    if (seen.length < REQUEST_WAIT_BYTES) seen = Buffer.concat([seen, chunk])
+    if (opensStreamOne(seen) || seen.length >= REQUEST_WAIT_BYTES) answer()
+  }
+  const timer = setTimeout(answer, REQUEST_WAIT_MS)
+  timer.unref()
+  socket.on('data', onData)
+  socket.once('close', () => clearTimeout(timer))
+  socket.resume()
 }

@@ -27,8 +27,8 @@ import { parseTarget, type Target } from './target.js'
 import type { LeafMinter } from './tls/mint.js'
 import { forwardUpgrade, type UpgradeLimits } from './websocket.js'
 import { H2Sessions } from './h2-session.js'
-import { h2cRefusal, isH2cUpgrade } from './h2-refuse.js'
-import { answerClientError, type ClientConnections } from '../net/connections.js'
+import { answerClientErrorOrH2, h2cRefusal, isH2cUpgrade } from './h2-refuse.js'
+import type { ClientConnections } from '../net/connections.js'
 
 export interface TunnelInfo {
   /** Lower-cased host without IPv6 brackets, as CONNECT named it. */
@@ -89,8 +89,9 @@ export class Interceptor {
     connections.watchInner(this.server)
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
     // TLS failures are logged where they happen; HTTP parse errors, oversized
-    // and unfinished heads are answered as on the proxy's own listener.
-    this.server.on('clientError', answerClientError)
+    // and unfinished heads (and an HTTP/2 preface in a plain tunnel) are
+    // answered as on the proxy's own listener.
+    this.server.on('clientError', answerClientErrorOrH2)
     this.h2 = new H2Sessions<Tunnel>({
       maxConcurrentStreams: limits.http2MaxConcurrentStreams,
       maxHeaderBytes: limits.maxHeaderBytes,

@@ -272,7 +272,7 @@ t.test('upstream.http2 reaches an HTTP/2-only upstream; without it the failure i
 
 t.test('h2c stays refused with 501 SP_H2C_UNSUPPORTED', async (t) => {
   const plain = await startUpstream(echoCookies())
-  const proxy = await startProxy()
+  const proxy = await startProxy({ args: ['--connect-port', String(plain.port)] })
   t.teardown(async () => { await proxy.stop(); await plain.close(); cleanup(proxy.dataDir) })
 
   const upgrade = await curl(['-x', proxy.url, '--http2', '-i', `http://127.0.0.1:${plain.port}/`])
@@ -284,6 +284,13 @@ t.test('h2c stays refused with 501 SP_H2C_UNSUPPORTED', async (t) => {
   t.match(prior.out, /^HTTP\/2 501/, 'a prior-knowledge preface on the plain port gets an HTTP/2 501')
   t.match(prior.out, /x-session-proxy-error: SP_H2C_UNSUPPORTED/i)
   t.match(prior.out, /\n2 501\n$/)
+
+  const tunnelled = await curlVersion(['--http2-prior-knowledge', '-p', '-x', proxy.url, '-i', `http://127.0.0.1:${plain.port}/`])
+  t.match(tunnelled.out, /x-session-proxy-error: SP_H2C_UNSUPPORTED/i, 'a preface inside a plain CONNECT tunnel too')
+  t.match(tunnelled.out, /\n2 501\n$/)
+  const upgradeInTunnel = await curl(['--http2', '-p', '-x', proxy.url, '-i', `http://127.0.0.1:${plain.port}/`])
+  t.equal(upgradeInTunnel.status, 501, 'and Upgrade: h2c inside a plain tunnel')
+  t.match(upgradeInTunnel.stdout, /x-session-proxy-error: SP_H2C_UNSUPPORTED/i)
 
   const viaProxy = await curl(['-x', proxy.url, '--http2-prior-knowledge', `http://127.0.0.1:${plain.port}/`])
   t.equal(viaProxy.status, 200, 'curl speaks HTTP/1.1 to an http proxy even with --http2-prior-knowledge')
