@@ -119,7 +119,7 @@ function upstreamHandler (): http.RequestListener {
 t.test('HTTP/2 inside an intercepted tunnel', async (t) => {
   const ca = createTestCa()
   const up = await startHttpsUpstream(upstreamHandler(), ca)
-  const proxy = await startProxy({ args: ['--upstream-ca', ca.file, '--connect-port', String(up.port)] })
+  const proxy = await startProxy({ args: ['--upstream-ca', ca.file, '--connect-port', String(up.port)], config: { profiles: { alice: { capture: { enabled: true } } } } })
   const proxyCa = await proxyCaFile(proxy)
   t.teardown(async () => { await proxy.stop(); await up.close(); cleanup(proxy.dataDir, ca.dir) })
   const x = ['-x', proxy.url, '--cacert', proxyCa.file]
@@ -152,6 +152,11 @@ t.test('HTTP/2 inside an intercepted tunnel', async (t) => {
     const ids = proxy.output.filter((l) => l.includes('"msg":"proxied"') && l.includes('"profile":"alice"')).map((l) => (JSON.parse(l) as { req: number }).req)
     t.equal(ids.length, 61, 'one access-log line per stream')
     t.equal(new Set(ids).size, 61, 'each with its own request id')
+    const captured = ((await adminGet(proxy, '/_session/profiles/alice/exchanges?limit=100')).json as { exchanges: Array<{ requestId: number, url: string, status: number }> }).exchanges
+    t.same(new Set(captured.map((e) => e.requestId)), new Set(ids), 'captured under the same request ids')
+    t.ok(captured.some((e) => e.url === `https://localhost:${up.port}/n7` && e.status === 200), 'with the https:// URL the client asked for')
+    const events = ((await adminGet(proxy, '/_session/profiles/alice/events?limit=100')).json as { events: Array<{ type: string, requestId: number | null }> }).events
+    t.ok(events.some((e) => e.type === 'cookie.set' && e.requestId === Math.min(...ids)), 'the cookie event names the first stream\'s request id')
   })
 
   t.test('request and response bodies stream both ways', async (t) => {
