@@ -74,6 +74,8 @@ export interface ConnectConfig {
   intercept: boolean
   /** Host patterns (like hosts[].match) that get a plain, untouched tunnel. */
   exclude: string[]
+  /** Offer h2 (besides http/1.1) by ALPN inside intercepted tunnels; false: HTTP/1.1 only, as before. */
+  http2: boolean
 }
 
 /** How https upstreams are verified for hosts matching `match`. */
@@ -318,7 +320,8 @@ export const configSchema = {
       properties: {
         allowedPorts: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 } },
         intercept: { type: 'boolean' },
-        exclude: { type: 'array', items: hostMatch }
+        exclude: { type: 'array', items: hostMatch },
+        http2: { type: 'boolean' }
       }
     },
     upstream: {

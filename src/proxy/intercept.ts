@@ -56,9 +56,14 @@ export interface InterceptLimits {
   clientHeadersTimeoutMs: number
   clientKeepAliveTimeoutMs: number
   upgrade: UpgradeLimits
+  /** Offer h2 by ALPN (connect.http2); false: http/1.1 only. */
+  http2: boolean
   /** Streams one HTTP/2 client connection may have open (limits.http2MaxConcurrentStreams). */
   http2MaxConcurrentStreams: number
 }
+
+const H2_ALPN = ['h2', 'http/1.1']
+const H1_ALPN = ['http/1.1']
 
 /** First byte of a TLS record carrying a handshake (the ClientHello). */
 const TLS_HANDSHAKE = 0x16
@@ -129,7 +134,7 @@ export class Interceptor {
       secureContext,
       SNICallback: this.minter.sniCallback,
       // h2 first, as servers do: clients that offer it get HTTP/2 (h2-session.ts).
-      ALPNProtocols: ['h2', 'http/1.1']
+      ALPNProtocols: this.limits.http2 ? H2_ALPN : H1_ALPN
     })
     let secure = false
     let reported = false

@@ -335,3 +335,14 @@ t.test('limits: concurrent streams, idle sessions and stalled bodies as over HTT
   t.not(closed, 'still open', `an idle session is closed (${closed} after ${Date.now() - started} ms)`)
   session.destroy()
 })
+
+t.test('connect.http2: false offers HTTP/1.1 only, as before', async (t) => {
+  const ca = createTestCa()
+  const up = await startHttpsUpstream(echoCookies(), ca)
+  const proxy = await startProxy({ args: ['--upstream-ca', ca.file, '--connect-port', String(up.port)], env: { SESSION_PROXY_CONNECT_HTTP2: 'false' } })
+  const proxyCa = await proxyCaFile(proxy)
+  t.teardown(async () => { await proxy.stop(); await up.close(); cleanup(proxy.dataDir, ca.dir) })
+  const r = await curlVersion(['-x', proxy.url, '--cacert', proxyCa.file, '--http2', '-v', `${up.origin}/`])
+  t.match(r.out, /\n1\.1 200\n$/, 'curl --http2 gets HTTP/1.1')
+  t.match(r.err, /ALPN[^\n]*accepted[^\n]*http\/1\.1/)
+})
