@@ -141,7 +141,8 @@ export class H2Sessions<T> {
     // compat response emits its own only when the stream closes.)
     const stream = req.stream
     stream.once('finish', () => {
-      if (!req.complete && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR)
+      // remoteClose: the client's END_STREAM arrived (a GET's, with its headers).
+      if (!stream.closed && stream.state.remoteClose !== 1) stream.close(http2.constants.NGHTTP2_NO_ERROR)
     })
     this.handle(asH1Request(req), asH1Response(res), tunnel)
   }
