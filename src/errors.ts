@@ -92,6 +92,7 @@ export const ERROR_CATALOGUE: Readonly<Record<string, ErrorCatalogueEntry>> = {
   SP_REVERSE_ONLY: { status: 403, meaning: 'Reverse mode: absolute-form requests to other hosts and CONNECT are refused unless reverseForward is true.' },
   SP_LOOP_DETECTED: { status: 508, meaning: 'The request already passed through this proxy (its Via header names it).' },
   SP_UPGRADE_UNSUPPORTED: { status: 501, meaning: 'A protocol upgrade other than WebSocket, or an upgrade on an admin path.' },
+  SP_H2C_UNSUPPORTED: { status: 501, meaning: 'Cleartext HTTP/2 (h2c) is not supported: an `Upgrade: h2c` request, or an HTTP/2 prior-knowledge preface on a plain port. HTTP/2 is offered by ALPN inside intercepted TLS tunnels.' },
   SP_HEADERS_TOO_LARGE: { status: 431, meaning: 'The request head is larger than limits.maxHeaderBytes.' },
   SP_CLIENT_TIMEOUT: { status: 408, meaning: 'The client did not finish its request head within limits.clientHeadersTimeoutMs, or its body sent nothing for limits.clientBodyIdleTimeoutMs.' },
   SP_CLIENT_PARSE: { status: 400, meaning: 'The client sent bytes that are not valid HTTP/1.1 (smuggling shapes, bad framing, invalid characters).' },

@@ -36,10 +36,11 @@ import { isAdminPath, parseReverseBase, reverseOptions, reverseTarget } from './
 import { CertificateAuthority } from './proxy/tls/ca.js'
 import { LeafMinter } from './proxy/tls/mint.js'
 import { forwardUpgrade, type UpgradeLimits } from './proxy/websocket.js'
+import { answerClientErrorOrH2, h2cRefusal, isH2cUpgrade } from './proxy/h2-refuse.js'
 import { compileHostPattern } from './net/host-pattern.js'
 import { join } from 'node:path'
 import { ClientAllowlist, isLoopbackHost } from './net/allowlist.js'
-import { answerClientError, ClientConnections } from './net/connections.js'
+import { ClientConnections } from './net/connections.js'
 import type { Target } from './proxy/target.js'
 import { compileHooks, type LoadedAddon } from './pipeline/hooks.js'
 
@@ -170,7 +171,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     users,
     allowedPorts: config.connect.allowedPorts,
     interceptor: config.connect.intercept
-      ? new Interceptor(deps, new LeafMinter(ca), log, { maxHeaderBytes: limits.maxHeaderBytes, clientHeadersTimeoutMs: limits.clientHeadersTimeoutMs, clientKeepAliveTimeoutMs: limits.clientKeepAliveTimeoutMs, upgrade: upgradeLimits }, connections)
+      ? new Interceptor(deps, new LeafMinter(ca), log, { maxHeaderBytes: limits.maxHeaderBytes, clientHeadersTimeoutMs: limits.clientHeadersTimeoutMs, clientKeepAliveTimeoutMs: limits.clientKeepAliveTimeoutMs, upgrade: upgradeLimits, http2: config.connect.http2, http2MaxConcurrentStreams: limits.http2MaxConcurrentStreams }, connections)
       : null,
     exclude: config.connect.exclude.map(compileHostPattern),
     pool,
@@ -295,6 +296,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     })
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       if (!takeRaw(socket, 'WebSockets')) return
+      if (isH2cUpgrade(req)) { sendRawError(socket, h2cRefusal()); return }
       if (portProfile !== null && !claimPortProfile(req, socket, portProfile)) return
       const profileOption = portProfile === null ? undefined : { profile: portProfile }
       const url = req.url!
@@ -341,7 +343,8 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
       }
     } as unknown as FastifyServerOptions['schemaController'],
     forceCloseConnections: true,
-    clientErrorHandler: answerClientError,
+    // An HTTP/2 preface gets its 501 SP_H2C_UNSUPPORTED in HTTP/2 (h2-refuse.ts).
+    clientErrorHandler: answerClientErrorOrH2,
     serverFactory: (fastifyHandler) => {
       adminHandler = fastifyHandler
       const server = http.createServer(serverOptions, (req, res) => onClientRequest(req, res, null))

@@ -84,6 +84,8 @@ export interface ConnectConfig {
   intercept: boolean
   /** Host patterns (like hosts[].match) that get a plain, untouched tunnel. */
   exclude: string[]
+  /** Offer h2 (besides http/1.1) by ALPN inside intercepted tunnels; false: HTTP/1.1 only, as before. */
+  http2: boolean
 }
 
 /** How https upstreams are verified for hosts matching `match`. */
@@ -103,6 +105,8 @@ export interface UpstreamConfig {
   /** Hosts never sent through the upstream proxy; null: NO_PROXY from the environment. */
   noProxy: string[] | null
   tls: UpstreamTlsRule[]
+  /** Offer h2 by ALPN to https upstreams (HTTP/1.1 when they do not take it); false: HTTP/1.1 only. */
+  http2: boolean
 }
 
 /**
@@ -139,6 +143,8 @@ export interface LimitsConfig {
   addonHookTimeoutMs: number
   /** SIGTERM/SIGINT: in-flight requests get this long before connections are cut. */
   shutdownTimeoutMs: number
+  /** Streams one HTTP/2 client connection (inside an intercepted tunnel) may have open at once. */
+  http2MaxConcurrentStreams: number
 }
 
 /** Who may use the admin API under /_session/. */
@@ -371,7 +377,8 @@ export const configSchema = {
       properties: {
         allowedPorts: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 } },
         intercept: { type: 'boolean' },
-        exclude: { type: 'array', items: hostMatch }
+        exclude: { type: 'array', items: hostMatch },
+        http2: { type: 'boolean' }
       }
     },
     upstream: {
@@ -394,7 +401,8 @@ export const configSchema = {
               insecure: { type: 'boolean', nullable: true }
             }
           }
-        }
+        },
+        http2: { type: 'boolean' }
       }
     },
     reverse: { type: 'string', pattern: '^[Hh][Tt][Tt][Pp][Ss]?://', nullable: true },
@@ -417,7 +425,8 @@ export const configSchema = {
         loginStepTimeoutMs: positiveInt,
         loginMaxBodyBytes: positiveInt,
         addonHookTimeoutMs: positiveInt,
-        shutdownTimeoutMs: nonNegativeInt
+        shutdownTimeoutMs: nonNegativeInt,
+        http2MaxConcurrentStreams: { type: 'integer', minimum: 1, maximum: 10000 }
       }
     },
     admin: {

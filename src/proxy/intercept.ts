@@ -8,6 +8,10 @@
  *
  * A client that speaks plain HTTP inside the tunnel (the first byte is not a
  * TLS handshake record) is served the same way with an http:// target.
+ *
+ * ALPN offers h2 and http/1.1. A client that picks h2 gets an HTTP/2
+ * session (h2-session.ts); each of its streams takes the same way as an
+ * HTTP/1.1 request here (onRequest), with the same tunnel.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
@@ -22,7 +26,9 @@ import { asProxyError, sendProxyError, sendRawError } from './respond.js'
 import { parseTarget, type Target } from './target.js'
 import type { LeafMinter } from './tls/mint.js'
 import { forwardUpgrade, type UpgradeLimits } from './websocket.js'
-import { answerClientError, type ClientConnections } from '../net/connections.js'
+import { H2Sessions } from './h2-session.js'
+import { answerClientErrorOrH2, h2cRefusal, isH2cUpgrade } from './h2-refuse.js'
+import type { ClientConnections } from '../net/connections.js'
 
 export interface TunnelInfo {
   /** Lower-cased host without IPv6 brackets, as CONNECT named it. */
@@ -50,7 +56,14 @@ export interface InterceptLimits {
   clientHeadersTimeoutMs: number
   clientKeepAliveTimeoutMs: number
   upgrade: UpgradeLimits
+  /** Offer h2 by ALPN (connect.http2); false: http/1.1 only. */
+  http2: boolean
+  /** Streams one HTTP/2 client connection may have open (limits.http2MaxConcurrentStreams). */
+  http2MaxConcurrentStreams: number
 }
+
+const H2_ALPN = ['h2', 'http/1.1']
+const H1_ALPN = ['http/1.1']
 
 /** First byte of a TLS record carrying a handshake (the ClientHello). */
 const TLS_HANDSHAKE = 0x16
@@ -61,6 +74,7 @@ export class Interceptor {
   private readonly log: Logger
   private readonly server: http.Server
   private readonly tunnels = new WeakMap<object, Tunnel>()
+  private readonly h2: H2Sessions<Tunnel>
 
   private readonly limits: InterceptLimits
   private readonly connections: ClientConnections
@@ -80,8 +94,14 @@ export class Interceptor {
     connections.watchInner(this.server)
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
     // TLS failures are logged where they happen; HTTP parse errors, oversized
-    // and unfinished heads are answered as on the proxy's own listener.
-    this.server.on('clientError', answerClientError)
+    // and unfinished heads (and an HTTP/2 preface in a plain tunnel) are
+    // answered as on the proxy's own listener.
+    this.server.on('clientError', answerClientErrorOrH2)
+    this.h2 = new H2Sessions<Tunnel>({
+      maxConcurrentStreams: limits.http2MaxConcurrentStreams,
+      maxHeaderBytes: limits.maxHeaderBytes,
+      idleTimeoutMs: limits.clientKeepAliveTimeoutMs
+    }, log, (req, res, tunnel) => this.onStreamRequest(req, res, tunnel))
   }
 
   /** Takes over a CONNECT socket that has just been answered with 200. */
@@ -113,12 +133,32 @@ export class Interceptor {
       isServer: true,
       secureContext,
       SNICallback: this.minter.sniCallback,
-      // Requests are handled one by one over HTTP/1.1, as for plain proxying.
-      ALPNProtocols: ['http/1.1']
+      // h2 first, as servers do: clients that offer it get HTTP/2 (h2-session.ts).
+      ALPNProtocols: this.limits.http2 ? H2_ALPN : H1_ALPN
     })
     let secure = false
     let reported = false
-    socket.once('secure', () => { secure = true })
+    // Which server takes the socket depends on ALPN, so it is handed over
+    // once the handshake is done; until then this bounds the handshake as
+    // the inner server's head timeout did.
+    const handshake = setTimeout(() => socket.destroy(), this.limits.clientHeadersTimeoutMs)
+    handshake.unref()
+    socket.once('close', () => clearTimeout(handshake))
+    socket.once('secure', () => {
+      secure = true
+      clearTimeout(handshake)
+      const tunnel = this.tunnel('https', info)
+      if (socket.alpnProtocol === 'h2') {
+        // Only tls.Server clears this on its server-side sockets (at
+        // 'secureConnection'); an http2 session on a socket still marked as
+        // connecting waits for a 'secureConnect' that never comes.
+        (socket as tls.TLSSocket & { secureConnecting: boolean }).secureConnecting = false
+        this.h2.accept(socket, tunnel)
+        return
+      }
+      this.tunnels.set(socket, tunnel)
+      this.server.emit('connection', socket)
+    })
     // `on`, not `once`: a second error on a socket without a listener would crash the process.
     socket.on('error', (err: NodeJS.ErrnoException) => {
       client.destroy()
@@ -128,8 +168,6 @@ export class Interceptor {
         this.log.info({ method: 'CONNECT', host: info.authority, error: err.code ?? err.message, hint: 'does the client trust the session-proxy CA? (GET /_session/ca.pem)' }, 'TLS handshake with the client failed')
       }
     })
-    this.tunnels.set(socket, this.tunnel('https', info))
-    this.server.emit('connection', socket)
   }
 
   private startPlain (client: Socket, info: TunnelInfo): void {
@@ -153,7 +191,10 @@ export class Interceptor {
   private targetFor (req: IncomingMessage): { target: Target, tunnel: Tunnel } {
     const tunnel = this.tunnels.get(req.socket)
     if (tunnel === undefined) throw new BadRequestError('SP_BAD_TARGET', 'request on an unknown tunnel')
-    const url = req.url ?? ''
+    return this.targetIn(tunnel, req.url ?? '')
+  }
+
+  private targetIn (tunnel: Tunnel, url: string): { target: Target, tunnel: Tunnel } {
     if (url.charCodeAt(0) !== 47 /* '/' */) {
       // Absolute form inside a tunnel is legal but must name the tunnel's origin.
       const t = parseTarget(url)
@@ -184,7 +225,36 @@ export class Interceptor {
     forwardRequest(this.deps, req, res, found.target, found.tunnel.options)
   }
 
+  /**
+   * One HTTP/2 stream: `:path` is origin-form and `:authority` (the Host
+   * the adapter gives) must name the tunnel's origin, as an absolute-form
+   * target inside an HTTP/1.1 tunnel must.
+   */
+  private onStreamRequest (req: IncomingMessage, res: ServerResponse, tunnel: Tunnel): void {
+    let found
+    try {
+      if (req.method === 'CONNECT') throw new BadRequestError('SP_BAD_TARGET', `CONNECT inside an HTTP/2 tunnel to ${tunnel.authority} is not supported`)
+      const url = req.url ?? ''
+      if (url.charCodeAt(0) !== 47 /* '/' */) throw new BadRequestError('SP_BAD_TARGET', `HTTP/2 request path ${JSON.stringify(url.slice(0, 100))} is not origin-form`)
+      const host = req.rawHeaders[0]?.toLowerCase() === 'host' ? req.rawHeaders[1] : req.headers.host
+      if (host !== undefined && host !== tunnel.authority) {
+        const t = parseTarget(`${tunnel.scheme}://${host}/`)
+        if (t.host !== tunnel.host || t.port !== tunnel.port) throw new BadRequestError('SP_BAD_TARGET', `request for ${t.authority} inside a tunnel to ${tunnel.authority}`)
+      }
+      found = this.targetIn(tunnel, url)
+    } catch (err) {
+      sendProxyError(res, asProxyError(err))
+      return
+    }
+    this.connections.begin(req, res, true)
+    forwardRequest(this.deps, req, res, found.target, found.tunnel.options)
+  }
+
   private onUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (isH2cUpgrade(req)) {
+      sendRawError(socket, h2cRefusal())
+      return
+    }
     let found
     try {
       found = this.targetFor(req)

@@ -55,9 +55,10 @@ export function rawErrorResponse (err: SessionProxyError): string {
  * after its request must not become an uncaught exception. Whatever the
  * client still sends is read and dropped, so the kernel answers with FIN, not
  * RST, and the refusal can be read; the socket is destroyed once the client
- * closes or after RAW_LINGER_MS.
+ * closes or after RAW_LINGER_MS. `payload` replaces the HTTP/1.1 answer for
+ * a client that speaks another framing (an HTTP/2 preface, h2-refuse.ts).
  */
-export function sendRawError (socket: Duplex, err: SessionProxyError, lingerMs = RAW_LINGER_MS): void {
+export function sendRawError (socket: Duplex, err: SessionProxyError, lingerMs = RAW_LINGER_MS, payload: string | Buffer = rawErrorResponse(err)): void {
   socket.on('error', ignore)
   if (socket.destroyed) return
   if (!socket.writable) { socket.destroy(); return }
@@ -66,7 +67,7 @@ export function sendRawError (socket: Duplex, err: SessionProxyError, lingerMs =
   socket.once('close', () => clearTimeout(linger))
   socket.on('data', ignore)
   socket.resume()
-  socket.end(rawErrorResponse(err))
+  socket.end(payload)
 }
 
 export function asProxyError (err: unknown): SessionProxyError {

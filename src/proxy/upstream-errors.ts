@@ -99,7 +99,9 @@ export function mapUpstreamError (err: unknown, host: string): SessionProxyError
       // ERR_SSL_* and most ERR_TLS_* are handshake failures (a plain-HTTP
       // server on an https port, no common protocol), not certificate checks.
       const what = /^ERR_SSL_|^ERR_TLS_(?!CERT_)/.test(code) ? 'TLS handshake failed' : 'TLS certificate verification failed'
-      return new UpstreamError('SP_UPSTREAM_TLS', 502, host, `upstream ${host}: ${what}: ${message} (${code})`, { cause: err })
+      // An HTTP/2-only upstream refuses an HTTP/1.1-only ALPN offer this way.
+      const hint = code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL' ? '; the upstream takes none of the offered protocols (an HTTP/2-only server? see upstream.http2)' : ''
+      return new UpstreamError('SP_UPSTREAM_TLS', 502, host, `upstream ${host}: ${what}: ${message} (${code})${hint}`, { cause: err })
     }
     if (code.startsWith('HPE_')) return new UpstreamError('SP_UPSTREAM_BAD_RESPONSE', 502, host, `upstream ${host}: invalid HTTP response (${code})`, { cause: err })
   }

@@ -191,7 +191,7 @@ interface NoProxyEntry {
 
 const DEFAULT_POLICY: TlsPolicy = { id: 'default', ca: undefined, insecure: false, where: 'default' }
 
-export const EMPTY_UPSTREAM: UpstreamConfig = { ca: null, proxy: null, noProxy: null, tls: [] }
+export const EMPTY_UPSTREAM: UpstreamConfig = { ca: null, proxy: null, noProxy: null, tls: [], http2: false }
 
 function readBundle (file: string, where: string): string {
   let pem: string
@@ -505,7 +505,11 @@ export class UpstreamPool {
       keepAliveMaxTimeout: pool.maxIdleTimeoutMs,
       headersTimeout: pool.headersTimeoutMs,
       bodyTimeout: pool.bodyTimeoutMs,
-      connect: { timeout: pool.connectTimeoutMs }
+      connect: { timeout: pool.connectTimeoutMs },
+      // upstream.http2: undici offers h2 and http/1.1 by ALPN and speaks what
+      // the upstream picks (plain http stays HTTP/1.1). Only set when on, so
+      // the default agent is built exactly as before.
+      ...(upstream.http2 ? { allowH2: true } : {})
     }
     this.agent = new Agent(this.agentOptions)
     this.direct = { dispatcher: this.agent, absolute: null }
@@ -685,7 +689,8 @@ export class UpstreamPool {
       })
       return { dispatcher, absolute: { authorization: proxyAuthorization(proxy), proxy: proxy.host } }
     }
-    const tlsToTarget = buildConnector({ timeout, ...tlsOptions })
+    // upstream.http2: the TLS inside the tunnel offers h2 as the direct connector does.
+    const tlsToTarget = buildConnector({ timeout, ...tlsOptions, ...(this.agentOptions.allowH2 === true ? { allowH2: true } : {}) })
     const dispatcher = new Agent({
       ...this.agentOptions,
       connect: (opts, callback) => {
