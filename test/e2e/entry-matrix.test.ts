@@ -1,8 +1,8 @@
 /**
  * One row per way into the proxy (issue 10's matrix): plain http, intercepted
  * https (HTTP/1.1), reverse mode, WebSocket handshakes, the autopilot's login
- * requests, and HTTP/2 inside a tunnel (skipped, detected at run time, while
- * the proxy does not speak h2 there). Every row shows the same behaviour:
+ * requests, and HTTP/2 inside a tunnel (curl --http2 must report version 2).
+ * Every row shows the same behaviour:
  * the profile's cookies are sent, host defaults are added, addon hooks run
  * with the right flow.kind, cookie changes become events naming the request,
  * refusals carry `x-session-proxy-error` (CONNECT and WebSocket refusals too),
@@ -35,7 +35,6 @@ interface Row {
   /** The proxy whose events hold the row's cookie events. */
   proxy: () => ProxyProcess
   run: () => Promise<RowResult>
-  skip?: string | false
 }
 
 const ca = createTestCa()
@@ -73,10 +72,6 @@ t.teardown(async () => {
 const BAD_PROFILE = { 'x-session-profile': 'no good!' }
 const lastSeen = (up: { requests: Array<{ headers: IncomingHttpHeaders }> }): IncomingHttpHeaders => up.requests.at(-1)!.headers
 
-/** Whether curl --http2 gets HTTP/2 inside an intercepted tunnel (the h2 helper's work). */
-const h2 = await curl(['-x', proxy.url, '--cacert', cacert, '--http2', '-o', '/dev/null', '-w', '%{http_version}', `${secure.origin}/probe`])
-const h2Missing = h2.stdout.trim().startsWith('2') ? false : 'HTTP/2 inside intercepted tunnels is not supported by this build'
-
 async function connectRefusal (port: number): Promise<RowResult['refusal']> {
   const s = await connectRaw(proxy.port)
   s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)
@@ -92,6 +87,10 @@ async function httpsRow (http2: boolean): Promise<RowResult> {
   const r = await curl([...x, `${secure.origin}/row?set=${name}%3D1`])
   if (r.status !== 200) throw new Error(`https row: ${r.status} ${r.stderr}`)
   const seen = lastSeen(secure)
+  if (http2) {
+    const version = await curl([...x, '-o', '/dev/null', '-w', '%{http_version}\n%{http_code}', `${secure.origin}/probe`])
+    if (!version.stdout.trim().startsWith('2')) throw new Error(`h2 row: curl --http2 got HTTP ${version.stdout}`)
+  }
   // CONNECT to a port outside connect.allowedPorts is refused before any TLS.
   const refusal = await connectRefusal(app.port)
   const inner = await curl([...x, '-H', 'x-session-profile: no good!', '-D', '-', '-o', '/dev/null', `${secure.origin}/refused`])
@@ -162,13 +161,13 @@ const rows: Row[] = [
       return { seen, setCookie: 'sid', refusal: { status: refused.status, code: refused.headers['x-session-proxy-error'] as string | undefined } }
     }
   },
-  { entry: 'h2', kind: 'https', profile: 'default', proxy: () => proxy, run: async () => await httpsRow(true), skip: h2Missing }
+  { entry: 'h2', kind: 'https', profile: 'default', proxy: () => proxy, run: async () => await httpsRow(true) }
 ]
 
 const ids: Array<{ entry: string, id: number }> = []
 
 for (const row of rows) {
-  t.test(`entry ${row.entry}`, { skip: row.skip ?? false }, async (t) => {
+  t.test(`entry ${row.entry}`, async (t) => {
     const r = await row.run()
     t.match(r.seen.cookie, /(^|; )seed=/, 'the profile\'s cookies are sent')
     t.equal(r.seen['x-default'], 'on', 'host defaults are added')
