@@ -82,6 +82,13 @@ export type Hook<F extends Flow = Flow> = (flow: F) => void | Promise<void>
 export interface Addon {
   /** Named in logs and in SP_ADDON_ERROR messages; the file name when absent. */
   name?: string
+  /**
+   * The profiles whose flows this addon sees: names or glob patterns
+   * (`vu-*`, `load-?`), as `profiles:` keys are. Every profile when absent.
+   * A profile the addon does not apply to runs none of its hooks and pays
+   * nothing for it: each profile's hook list is compiled once.
+   */
+  profiles?: readonly string[]
   /** Before the request goes upstream, after the proxy added cookies, defaults and auth. */
   request?: Hook
   /** When the response head has arrived, before the client sees it. */

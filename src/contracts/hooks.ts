@@ -13,9 +13,10 @@ export interface HookEntry {
 }
 
 /**
- * One list per hook, in load order, compiled once at start. `size` is the
- * number of hooks of all kinds: 0 means no addon hooks at all, and the hot
- * path checks only that.
+ * One list per hook, in load order, compiled once at start for every
+ * profile, and once per profile when an addon is scoped to some (`profiles`).
+ * `size` is the number of hooks of all kinds: 0 means no addon hooks at all,
+ * and the hot path checks only that.
  */
 export interface CompiledHooks {
   readonly size: number
@@ -24,4 +25,10 @@ export interface CompiledHooks {
   readonly request: readonly HookEntry[]
   readonly response: readonly HookEntry[]
   readonly error: readonly HookEntry[]
+  /**
+   * The lists for one profile: only the addons whose `profiles` match it,
+   * compiled the first time the profile (object) asks and kept with it.
+   * The same object when no addon is scoped to profiles.
+   */
+  readonly forProfile: (profile: { readonly name: string }) => CompiledHooks
 }

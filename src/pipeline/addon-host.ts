@@ -11,9 +11,11 @@ import { pathToFileURL } from 'node:url'
 import type { Logger } from 'pino'
 import type { Addon, AddonContext, AddonLogger } from '../contracts/addon.js'
 import { SessionProxyError } from '../errors.js'
+import { PROFILE_KEY_PATTERN } from '../config/schema.js'
 import type { LoadedAddon } from './hooks.js'
 
 const HOOKS = ['request', 'response', 'error'] as const
+const PROFILE_NAME_OR_GLOB = new RegExp(PROFILE_KEY_PATTERN)
 
 export class AddonLoadError extends SessionProxyError {
   constructor (file: string, message: string, options?: { cause?: unknown }) {
@@ -32,7 +34,13 @@ function checkAddon (file: string, value: unknown): Addon {
   for (const hook of HOOKS) {
     if (value[hook] !== undefined && typeof value[hook] !== 'function') throw new AddonLoadError(file, `"${hook}" must be a function`)
   }
-  const unknown = Object.keys(value).filter((k) => k !== 'name' && !(HOOKS as readonly string[]).includes(k))
+  if (value.profiles !== undefined) {
+    const profiles = value.profiles
+    if (!Array.isArray(profiles) || profiles.length === 0 || !profiles.every((p) => typeof p === 'string' && PROFILE_NAME_OR_GLOB.test(p))) {
+      throw new AddonLoadError(file, '"profiles" must be a non-empty list of profile names or glob patterns (letters, digits, . _ - * ?)')
+    }
+  }
+  const unknown = Object.keys(value).filter((k) => k !== 'name' && k !== 'profiles' && !(HOOKS as readonly string[]).includes(k))
   if (!HOOKS.some((h) => typeof value[h] === 'function') && unknown.length > 0) {
     throw new AddonLoadError(file, `it has no request, response or error hook (it has ${unknown.slice(0, 5).join(', ')})`)
   }

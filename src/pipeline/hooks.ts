@@ -9,11 +9,12 @@ import type { Addon, Hook } from '../contracts/addon.js'
 import type { CompiledHooks, HookEntry, HookName } from '../contracts/hooks.js'
 import { SessionProxyError } from '../errors.js'
 import type { Flow } from './flow.js'
+import { globToRegExp } from '../config/name-glob.js'
 
 /** limits.addonHookTimeoutMs's default. */
 const DEFAULT_TIMEOUT_MS = 30_000
 
-export const NO_HOOKS: CompiledHooks = Object.freeze({ size: 0, timeoutMs: DEFAULT_TIMEOUT_MS, request: [], response: [], error: [] })
+export const NO_HOOKS: CompiledHooks = Object.freeze({ size: 0, timeoutMs: DEFAULT_TIMEOUT_MS, request: [], response: [], error: [], forProfile: () => NO_HOOKS })
 
 export interface LoadedAddon {
   /** `addon.name`, or the file it came from. */
@@ -21,8 +22,9 @@ export interface LoadedAddon {
   addon: Addon
 }
 
-export function compileHooks (addons: readonly LoadedAddon[], timeoutMs = DEFAULT_TIMEOUT_MS): CompiledHooks {
-  if (addons.length === 0) return NO_HOOKS
+type ForProfile = CompiledHooks['forProfile']
+
+function compileLists (addons: readonly LoadedAddon[], timeoutMs: number, forProfile: ForProfile): CompiledHooks {
   const lists: Record<HookName, HookEntry[]> = { request: [], response: [], error: [] }
   for (const { name, addon } of addons) {
     for (const hook of ['request', 'response', 'error'] as const) {
@@ -32,7 +34,41 @@ export function compileHooks (addons: readonly LoadedAddon[], timeoutMs = DEFAUL
     }
   }
   const size = lists.request.length + lists.response.length + lists.error.length
-  return size === 0 ? NO_HOOKS : Object.freeze({ size, timeoutMs, ...lists })
+  return size === 0 ? NO_HOOKS : Object.freeze({ size, timeoutMs, ...lists, forProfile })
+}
+
+/**
+ * The hook lists of every loaded addon. When some addon names `profiles`,
+ * `forProfile` finds the list of one profile (the addons that apply to it)
+ * the first time that profile asks, and keeps it with the profile object
+ * (a WeakMap: an unloaded profile takes its entry with it). Lists are shared
+ * between profiles that match the same addons, so at most 2^(scoped addons)
+ * distinct lists exist, however many profiles there are.
+ */
+export function compileHooks (addons: readonly LoadedAddon[], timeoutMs = DEFAULT_TIMEOUT_MS): CompiledHooks {
+  if (addons.length === 0) return NO_HOOKS
+  const scoped = addons.map(({ addon }) => addon.profiles === undefined ? null : addon.profiles.map(globToRegExp))
+  if (scoped.every((patterns) => patterns === null)) {
+    const all: CompiledHooks = compileLists(addons, timeoutMs, () => all)
+    return all
+  }
+  const bySet = new Map<string, CompiledHooks>()
+  const byProfile = new WeakMap<object, CompiledHooks>()
+  const forProfile: ForProfile = (profile) => {
+    const known = byProfile.get(profile)
+    if (known !== undefined) return known
+    let key = ''
+    for (const patterns of scoped) key += patterns === null || patterns.some((p) => p.test(profile.name)) ? '1' : '0'
+    let hooks = bySet.get(key)
+    if (hooks === undefined) {
+      hooks = compileLists(addons.filter((_, i) => key[i] === '1'), timeoutMs, forProfile)
+      bySet.set(key, hooks)
+    }
+    byProfile.set(profile, hooks)
+    return hooks
+  }
+  // The whole list: its size tells the hot path whether any addon exists at all.
+  return compileLists(addons, timeoutMs, forProfile)
 }
 
 export function addonError (entry: HookEntry, hook: HookName, err: unknown): SessionProxyError {

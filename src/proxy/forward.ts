@@ -25,7 +25,8 @@ import type { Exchange, ForwardOptions } from '../contracts/exchange.js'
 import type { ProxyDeps } from '../contracts/proxy-deps.js'
 import type { FlowKind } from '../contracts/addon.js'
 import { Flow, flowKind, type LocalAnswer } from '../pipeline/flow.js'
-import { runErrorHooks, runHooks } from '../pipeline/hooks.js'
+import { NO_HOOKS, runErrorHooks, runHooks } from '../pipeline/hooks.js'
+import type { CompiledHooks } from '../contracts/hooks.js'
 
 const NO_DEFAULTS: readonly DefaultHeader[] = []
 
@@ -77,8 +78,11 @@ export function forwardRequest (deps: ProxyDeps, req: IncomingMessage, res: Serv
   const handler = new ForwardHandler(deps, res, req.method!, target, profile, started, headers, opts?.rewriteResponseHeaders)
   // With no addon loaded, this one check is all the hooks cost.
   if (deps.hooks.size !== 0) {
-    handler.startWithHooks(req, info.hasBody, flowKind(target.scheme, opts?.rewriteResponseHeaders !== undefined))
-    return
+    const hooks = deps.hooks.forProfile(profile)
+    if (hooks.size !== 0) {
+      handler.startWithHooks(req, info.hasBody, flowKind(target.scheme, opts?.rewriteResponseHeaders !== undefined), hooks)
+      return
+    }
   }
   deps.pool.dispatch(target, {
     path: target.path,
@@ -130,6 +134,8 @@ class ForwardHandler implements Exchange {
   private held: { chunks: Buffer[], complete: boolean, bodiless: boolean } | null = null
   /** Only when addon hooks are loaded. */
   private flow: Flow | null = null
+  /** This profile's addon hooks (set when a flow exists). */
+  private hooks: CompiledHooks = NO_HOOKS
 
   constructor (deps: ProxyDeps, res: ServerResponse, method: string, target: Target, profile: Profile, started: number, requestHeaders: string[], rewrite: ((headers: string[]) => void) | undefined) {
     this.id = allocateExchangeId()
@@ -150,11 +156,12 @@ class ForwardHandler implements Exchange {
    * runs, the request body stays unread in the request stream (nothing
    * consumes it before dispatch), so no byte is lost.
    */
-  startWithHooks (req: IncomingMessage, hasBody: boolean, kind: FlowKind): void {
+  startWithHooks (req: IncomingMessage, hasBody: boolean, kind: FlowKind, hooks: CompiledHooks): void {
+    this.hooks = hooks
     const flow = this.flow = new Flow(this.id, this.profile.name, kind, this.method, `${this.target.scheme}://${this.target.authority}${this.target.path}`, this.requestHeaders)
     let pending: Promise<void> | undefined
     try {
-      pending = runHooks(this.deps.hooks, 'request', flow)
+      pending = runHooks(this.hooks, 'request', flow)
     } catch (err) {
       this.fail(asProxyError(err))
       return
@@ -237,10 +244,10 @@ class ForwardHandler implements Exchange {
     const persist = setCookies !== null && this.profile.capture(setCookies, this.target.cookieUrl, this.id) ? this.profile.pendingWrite : null
     // Response hooks run once the jar has the response's cookies; an async one holds the head like the journal write does.
     let hooked: Promise<void> | undefined
-    if (this.flow !== null && this.deps.hooks.response.length !== 0) {
+    if (this.flow !== null && this.hooks.response.length !== 0) {
       this.flow.setResponse(statusCode, headers)
       try {
-        hooked = runHooks(this.deps.hooks, 'response', this.flow)
+        hooked = runHooks(this.hooks, 'response', this.flow)
       } catch (err) {
         this.refuseHead(err, true)
         return false
@@ -358,9 +365,9 @@ class ForwardHandler implements Exchange {
     this.error = mapped
     const flow = this.flow
     if (mapped.code === 'SP_ADDON_ERROR') this.deps.log.warn({ req: this.id, profile: this.profile.name, host: this.target.authority, err: mapped.message }, 'an addon hook failed; the client got 502 SP_ADDON_ERROR')
-    if (flow !== null && this.deps.hooks.error.length !== 0) {
+    if (flow !== null && this.hooks.error.length !== 0) {
       flow.setError(mapped)
-      runErrorHooks(this.deps.hooks, flow, (e) => this.deps.log.warn({ req: this.id, profile: this.profile.name, err: e.message }, 'an addon error hook failed'))
+      runErrorHooks(this.hooks, flow, (e) => this.deps.log.warn({ req: this.id, profile: this.profile.name, err: e.message }, 'an addon error hook failed'))
     }
     if (this.res.headersSent) {
       // Too late for an error page: cut the connection so the client sees a

@@ -38,6 +38,7 @@ import type { Target } from './target.js'
 import { mapUpstreamError } from './upstream-errors.js'
 import { Flow, flowKind, type LocalAnswer } from '../pipeline/flow.js'
 import { runErrorHooks, runHooks } from '../pipeline/hooks.js'
+import type { CompiledHooks } from '../contracts/hooks.js'
 
 /** Told to the client when its request could not be replayed but the session was renewed. */
 export const RENEWED_HEADER = 'x-session-proxy-session'
@@ -268,10 +269,16 @@ export class ManagedExchange {
   private runErrorHooks (e: SessionProxyError): void {
     const { deps } = this
     if (e.code === 'SP_ADDON_ERROR') deps.log.warn({ req: this.x.id, profile: this.profile.name, host: this.target.authority, err: e.message }, 'an addon hook failed; the client got 502 SP_ADDON_ERROR')
-    if (deps.hooks.error.length === 0) return
+    const hooks = this.hooks
+    if (hooks.error.length === 0) return
     const flow = this.flow ?? new Flow(this.x.id, this.profile.name, this.kind(), this.x.method, this.url, this.x.requestHeaders)
     flow.setError(e)
-    runErrorHooks(deps.hooks, flow, (err) => deps.log.warn({ req: this.x.id, profile: this.profile.name, err: err.message }, 'an addon error hook failed'))
+    runErrorHooks(hooks, flow, (err) => deps.log.warn({ req: this.x.id, profile: this.profile.name, err: err.message }, 'an addon error hook failed'))
+  }
+
+  /** This profile's addon hooks (the same lists for every profile unless an addon names `profiles`). */
+  private get hooks (): CompiledHooks {
+    return this.deps.hooks.forProfile(this.profile)
   }
 
   private kind (): 'http' | 'https' | 'reverse' {
@@ -298,7 +305,7 @@ export class ManagedExchange {
    */
   private async send (body: RequestBody, jarCookie: (name: string) => string | undefined): Promise<CancellableHeld | null> {
     const headers = this.buildHeaders(body, jarCookie)
-    const hooks = this.deps.hooks
+    const hooks = this.hooks
     if (hooks.size !== 0) {
       const flow = this.flow = new Flow(this.x.id, this.profile.name, this.kind(), this.x.method, this.url, headers.headers)
       await runHooks(hooks, 'request', flow)
@@ -438,10 +445,10 @@ export class ManagedExchange {
     if (extraHeader !== null) headers.push(extraHeader[0], extraHeader[1])
     this.opts?.rewriteResponseHeaders?.(headers)
     x.responseHeaders = headers
-    if (this.flow !== null && this.deps.hooks.response.length !== 0) {
+    if (this.flow !== null && this.hooks.response.length !== 0) {
       this.flow.setResponse(head.status, headers)
       try {
-        await runHooks(this.deps.hooks, 'response', this.flow)
+        await runHooks(this.hooks, 'response', this.flow)
       } catch (err) {
         held.abort()
         throw err

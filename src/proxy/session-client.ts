@@ -82,7 +82,8 @@ export async function sendWithSession (deps: SessionClientDeps, profile: Profile
   headers.push('host', target.authority, 'via', deps.via.entry)
   const what = `${request.method} ${request.url.length > 200 ? request.url.slice(0, 200) + '…' : request.url}`
   const { timeoutMs, maxBodyBytes } = opts.limits
-  const hooks = deps.hooks !== undefined && deps.hooks.size !== 0 ? deps.hooks : null
+  const forProfile = deps.hooks !== undefined && deps.hooks.size !== 0 ? deps.hooks.forProfile(profile) : null
+  const hooks = forProfile !== null && forProfile.size !== 0 ? forProfile : null
   let flow: Flow | null = null
   if (hooks !== null) {
     flow = new Flow(requestId, profile.name, 'login', request.method, `${target.scheme}://${target.authority}${target.path}`, headers)

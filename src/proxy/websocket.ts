@@ -27,7 +27,8 @@ import { asProxyError, PERSIST_FAILED_HEADER, sendRawError } from './respond.js'
 import type { Target } from './target.js'
 import { mapUpstreamError } from './upstream-errors.js'
 import { Flow } from '../pipeline/flow.js'
-import { runErrorHooks, runHooks } from '../pipeline/hooks.js'
+import { NO_HOOKS, runErrorHooks, runHooks } from '../pipeline/hooks.js'
+import type { CompiledHooks } from '../contracts/hooks.js'
 import { statusText as reasonOf } from './respond.js'
 
 function ignore (): void {}
@@ -81,8 +82,11 @@ export function forwardUpgrade (deps: ProxyDeps, req: IncomingMessage, client: D
   const headers = buildRequestHeaders(raw, info, defaults, cookie, target.authority, appendVia(info.via, deps.via.entry))
   const handler = new UpgradeHandler(deps, client, head, target, profile, started, opts?.rewriteResponseHeaders, limits)
   if (deps.hooks.size !== 0) {
-    handler.startWithHooks(req.method ?? 'GET', headers)
-    return
+    const hooks = deps.hooks.forProfile(profile)
+    if (hooks.size !== 0) {
+      handler.startWithHooks(req.method ?? 'GET', headers, hooks)
+      return
+    }
   }
   handler.dispatch(req.method ?? 'GET', headers)
 }
@@ -105,6 +109,8 @@ class UpgradeHandler {
   private readonly id = allocateExchangeId()
   /** Only when addon hooks are loaded. */
   private flow: Flow | null = null
+  /** This profile's addon hooks (set when a flow exists). */
+  private hooks: CompiledHooks = NO_HOOKS
   /** Bytes of an answer (101, a relayed refusal, an addon's) went to the client. */
   private answered = false
 
@@ -128,7 +134,8 @@ class UpgradeHandler {
   }
 
   /** The handshake goes through the request hooks first (flow.kind 'websocket'). */
-  startWithHooks (method: string, headers: string[]): void {
+  startWithHooks (method: string, headers: string[], hooks: CompiledHooks): void {
+    this.hooks = hooks
     const flow = this.flow = new Flow(this.id, this.profile.name, 'websocket', method, `${this.target.scheme === 'https' ? 'wss' : 'ws'}://${this.target.authority}${this.target.path}`, headers)
     const next = (): void => {
       if (this.client.destroyed) return
@@ -144,7 +151,7 @@ class UpgradeHandler {
     }
     let pending: Promise<void> | undefined
     try {
-      pending = runHooks(this.deps.hooks, 'request', flow)
+      pending = runHooks(this.hooks, 'request', flow)
     } catch (err) {
       this.refuse(asProxyError(err))
       return
@@ -167,9 +174,9 @@ class UpgradeHandler {
   private afterFailure (e: SessionProxyError): void {
     if (e.code === 'SP_ADDON_ERROR') this.deps.log.warn({ req: this.id, profile: this.profile.name, host: this.target.authority, err: e.message, websocket: true }, 'an addon hook failed; the client got 502 SP_ADDON_ERROR')
     const flow = this.flow
-    if (flow === null || this.deps.hooks.error.length === 0) return
+    if (flow === null || this.hooks.error.length === 0) return
     flow.setError(e)
-    runErrorHooks(this.deps.hooks, flow, (err) => this.deps.log.warn({ req: this.id, profile: this.profile.name, err: err.message }, 'an addon error hook failed'))
+    runErrorHooks(this.hooks, flow, (err) => this.deps.log.warn({ req: this.id, profile: this.profile.name, err: err.message }, 'an addon error hook failed'))
   }
 
   /**
@@ -179,10 +186,10 @@ class UpgradeHandler {
    */
   private runResponseHooks (status: number, headers: string[]): Promise<void> | undefined | null {
     const flow = this.flow
-    if (flow === null || this.deps.hooks.response.length === 0) return undefined
+    if (flow === null || this.hooks.response.length === 0) return undefined
     flow.setResponse(status, headers)
     try {
-      return runHooks(this.deps.hooks, 'response', flow)
+      return runHooks(this.hooks, 'response', flow)
     } catch (err) {
       this.refuse(asProxyError(err))
       return null

@@ -7,9 +7,11 @@
  * `*` or `?`) wins, and on a tie the one first in the file.
  */
 import type { ProfileConfig } from '../config/schema.js'
+import { globToRegExp, isPattern } from '../config/name-glob.js'
 import { credentialsFile } from './credentials.js'
 
 export { PROFILE_KEY_PATTERN } from '../config/schema.js'
+export { globToRegExp, isPattern }
 
 export interface ProfileMatch {
   /** The key of the block that applies (the name itself, or the pattern). */
@@ -24,20 +26,6 @@ interface CompiledPattern {
   regex: RegExp
   prefix: number
   order: number
-}
-
-export function isPattern (key: string): boolean {
-  return key.includes('*') || key.includes('?')
-}
-
-export function globToRegExp (glob: string): RegExp {
-  let source = ''
-  for (const c of glob) {
-    if (c === '*') source += '.*'
-    else if (c === '?') source += '.'
-    else source += c.replace(/[.\\+^$()[\]{}|-]/g, '\\$&')
-  }
-  return new RegExp(`^${source}$`, 's')
 }
 
 const compiled = new WeakMap<Record<string, ProfileConfig>, CompiledPattern[]>()

@@ -197,6 +197,34 @@ t.test('SESSION_PROXY_ADDONS loads addons too', async (t) => {
   t.equal(tagOf(r.stdout), 'default/http')
 })
 
+t.test('an addon scoped with `profiles` runs only for those profiles, on every entry', async (t) => {
+  const up = await startUpstream(echoTag)
+  const ws = await startWsUpstream()
+  const dir = tempDir('sp-addon-scoped-')
+  const scoped = writeModule(dir, 'scoped.mjs', `export default {
+  name: 'vu-only',
+  profiles: ['vu-*'],
+  request (flow) { flow.request.headers.set('x-addon-tag', 'vu:' + flow.profile + '/' + flow.kind) }
+}`)
+  const proxy = await startProxy({ args: ['--addon', scoped] })
+  t.teardown(async () => { await proxy.stop(); await up.close(); await ws.close(); cleanup(proxy.dataDir, dir) })
+  const vu = await curl(['-x', proxy.url, '-H', 'x-session-profile: vu-7', `${up.origin}/`])
+  t.equal(tagOf(vu.stdout), 'vu:vu-7/http', 'a matching profile runs the addon')
+  const other = await curl(['-x', proxy.url, '-H', 'x-session-profile: alice', `${up.origin}/`])
+  t.equal(tagOf(other.stdout), null, 'another profile does not')
+  const plain = await curl(['-x', proxy.url, `${up.origin}/`])
+  t.equal(tagOf(plain.stdout), null, 'nor does the default profile')
+  const agent = new ProxyAgent({ uri: proxy.url, proxyTunnel: false })
+  t.teardown(async () => await agent.close())
+  for (const [profile, tag] of [['vu-1', 'vu:vu-1/websocket'], ['bob', undefined]] as const) {
+    const session = await openWs(`ws://127.0.0.1:${ws.port}/socket`, agent, { 'x-session-profile': profile })
+    t.equal(await session.next(), 'hello')
+    await session.close()
+    t.equal(ws.handshakes.at(-1)!['x-addon-tag'], tag, `the ${profile} handshake: ${tag === undefined ? 'not tagged' : 'tagged'}`)
+  }
+  t.doesNotThrow(() => assertNoGuard(proxy))
+})
+
 t.test('an addon that cannot be loaded refuses the start, naming the file', async (t) => {
   const dir = tempDir('sp-addon-load-')
   t.teardown(() => cleanup(dir))

@@ -36,7 +36,10 @@ t.test('what refuses the start: SP_ADDON_LOAD naming the file', async (t) => {
     ['num.mjs', 'export default 3', /not number/],
     ['name.mjs', 'export default { name: 3, request () {} }', /"name" must be a string/],
     ['hookless.mjs', 'export default { onRequest () {} }', /has no request, response or error hook \(it has onRequest\)/],
-    ['throws.mjs', 'throw new Error("at import")', /at import/]
+    ['throws.mjs', 'throw new Error("at import")', /at import/],
+    ['profiles-str.mjs', 'export default { profiles: "vu-*", request () {} }', /"profiles" must be a non-empty list/],
+    ['profiles-empty.mjs', 'export default { profiles: [], request () {} }', /"profiles" must be a non-empty list/],
+    ['profiles-bad.mjs', 'export default { profiles: ["no good!"], request () {} }', /"profiles" must be a non-empty list/]
   ]
   for (const [name, code, message] of cases) {
     const file = code === null ? join(dir, name) : mod(name, code)

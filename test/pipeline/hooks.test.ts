@@ -78,3 +78,28 @@ t.test('an async hook that never settles fails after limits.addonHookTimeoutMs',
   const later = compileHooks([{ name: 'first', addon: { request: async () => {} } }, { name: 'second', addon: { request: async () => await new Promise(() => {}) } }], 30)
   await t.rejects(runHooks(later, 'request', flow()) as Promise<void>, { message: /addon "second" failed in its request hook: it did not settle/ })
 })
+
+t.test('an addon with `profiles` runs only for the profiles it names; each profile compiles once', async (t) => {
+  const seen: string[] = []
+  const hooks = compileHooks([
+    { name: 'all', addon: { request: (f) => { seen.push(`all:${f.profile}`) } } },
+    { name: 'vu', addon: { profiles: ['vu-*'], request: (f) => { seen.push(`vu:${f.profile}`) } } },
+    { name: 'bob', addon: { profiles: ['bob'], response: () => { seen.push('bob.response') } } }
+  ])
+  t.equal(hooks.size, 3, 'the whole list still counts every hook (the hot path checks only that)')
+  const vu1 = { name: 'vu-1' }
+  const vu2 = { name: 'vu-2' }
+  const plain = { name: 'default' }
+  t.same(hooks.forProfile(vu1).request.map((h) => h.addon), ['all', 'vu'])
+  t.equal(hooks.forProfile(vu1), hooks.forProfile(vu1), 'kept with the profile')
+  t.equal(hooks.forProfile(vu1), hooks.forProfile(vu2), 'profiles that match the same addons share one list')
+  t.same(hooks.forProfile(plain).request.map((h) => h.addon), ['all'])
+  t.equal(hooks.forProfile({ name: 'bob' }).response.length, 1)
+  runHooks(hooks.forProfile(vu1), 'request', new Flow(1, 'vu-1', 'http', 'GET', 'http://a.test/', []))
+  runHooks(hooks.forProfile(plain), 'request', new Flow(2, 'default', 'http', 'GET', 'http://a.test/', []))
+  t.same(seen, ['all:vu-1', 'vu:vu-1', 'all:default'])
+  const onlyScoped = compileHooks([{ name: 'vu', addon: { profiles: ['vu-*'], request: () => {} } }])
+  t.equal(onlyScoped.forProfile(plain), NO_HOOKS, 'a profile no addon applies to pays nothing')
+  const unscoped = compileHooks([{ name: 'a', addon: { request: () => {} } }])
+  t.equal(unscoped.forProfile(plain), unscoped, 'without scoped addons every profile gets the one list')
+})
