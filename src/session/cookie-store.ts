@@ -17,6 +17,11 @@ export type CookieChange =
   | { type: 'delete', cookie: Cookie, reason: 'expired' | 'evicted' | 'removed' }
   | { type: 'clear' }
 
+/** Cookies held by a set of stores (the loaded profiles), kept by the stores themselves. */
+export interface CookieTally {
+  cookies: number
+}
+
 export interface CookieStoreLimits {
   maxCookiesPerProfile: number
   maxCookiesPerDomain: number
@@ -103,6 +108,8 @@ export class ObservedCookieStore extends MemoryCookieStore {
   /** Called synchronously after each change; null while restoring from disk. */
   onChange: ((change: CookieChange) => void) | null = null
   size = 0
+  /** Counts this store's cookies while it is attached (see SessionJar.countIn). */
+  tally: CookieTally | null = null
   private readonly limits: CookieStoreLimits
   /** Every cookie, least recently used first. */
   private order = new UseList()
@@ -137,6 +144,7 @@ export class ObservedCookieStore extends MemoryCookieStore {
     const result = callback ? super.putCookie(cookie, callback) : super.putCookie(cookie)
     if (previous === undefined) {
       this.size++
+      if (this.tally !== null) this.tally.cookies++
       let entry = this.domains.get(domain)
       if (entry === undefined) {
         entry = { name: domain, lru: new UseList(), paths: new Map() }
@@ -193,6 +201,7 @@ export class ObservedCookieStore extends MemoryCookieStore {
     this.order = new UseList()
     this.slots = new Map()
     this.domains = new Map()
+    if (this.tally !== null) this.tally.cookies -= this.size
     this.size = 0
     this.onChange?.({ type: 'clear' })
     return callback ? callback(null) : Promise.resolve()
@@ -266,6 +275,7 @@ export class ObservedCookieStore extends MemoryCookieStore {
       }
     }
     this.size--
+    if (this.tally !== null) this.tally.cookies--
     this.onChange?.({ type: 'delete', cookie, reason })
   }
 

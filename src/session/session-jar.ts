@@ -4,7 +4,7 @@
  * request (tough-cookie's lookup runs a public-suffix check and a path scan).
  */
 import { Cookie, CookieJar } from 'tough-cookie'
-import { ObservedCookieStore, type CookieChange, type CookieStoreLimits } from './cookie-store.js'
+import { ObservedCookieStore, type CookieChange, type CookieStoreLimits, type CookieTally } from './cookie-store.js'
 import { admitCookie, isSendableValue } from './sendable.js'
 
 export interface RejectedCookie {
@@ -121,6 +121,19 @@ export class SessionJar {
 
   get size (): number {
     return this.store.size
+  }
+
+  /**
+   * Counts this jar's cookies in `tally` from now on (its current ones
+   * included), or stops counting them (null): the registry's total of
+   * cookies in loaded profiles.
+   */
+  countIn (tally: CookieTally | null): void {
+    const store = this.store
+    if (store.tally === tally) return
+    if (store.tally !== null) store.tally.cookies -= store.size
+    store.tally = tally
+    if (tally !== null) tally.cookies += store.size
   }
 
   /**
