@@ -25,7 +25,7 @@
  * refused (sendable.ts), whoever offers it, and the caps are kept in O(1)
  * per cookie by keeping every cookie in least-recently-used order.
  */
-import { Cookie, pathMatch, permuteDomain, Store, type Callback, type ErrorCallback, type Nullable } from 'tough-cookie'
+import { Cookie, pathMatch, permuteDomain, Store, type Callback, type ErrorCallback, type Nullable, type SerializedCookie } from 'tough-cookie'
 import { admitCookie, UnsendableCookieError } from './sendable.js'
 
 export type CookieChange =
@@ -236,6 +236,35 @@ export function sameScope (a: CookieRecord, b: CookieRecord): boolean {
   return (a.flags & CLIENT_FLAGS) === (b.flags & CLIENT_FLAGS) && a.sameSite === b.sameSite && recordExpiry(a) === recordExpiry(b)
 }
 
+/** An ISO time as Cookie.toJSON writes it (it throws on an invalid Date, and so does this). */
+function isoOf (n: number): string {
+  return n === Infinity ? 'Infinity' : new Date(n).toISOString()
+}
+
+/**
+ * Cookie.toJSON() of the cookie `r` holds, without building the Cookie:
+ * the same properties in the same order, defaults left out as it does.
+ * The journal writes one per change.
+ */
+export function recordToJSON (r: CookieRecord): SerializedCookie {
+  const o: SerializedCookie = {}
+  if (r.key !== '') o.key = r.key
+  if (r.value !== '') o.value = r.value
+  if (r.expires !== Infinity) o.expires = r.expires === null ? null : isoOf(r.expires)
+  if (r.maxAge !== null) o.maxAge = r.maxAge
+  o.domain = r.domain
+  o.path = r.path
+  if ((r.flags & SECURE) !== 0) o.secure = true
+  if ((r.flags & HTTP_ONLY) !== 0) o.httpOnly = true
+  if (r.extensions !== null) o.extensions = r.extensions
+  if ((r.flags & HOST_ONLY_NULL) === 0) o.hostOnly = (r.flags & HOST_ONLY) !== 0
+  if ((r.flags & PATH_DEFAULT_NULL) === 0) o.pathIsDefault = (r.flags & PATH_DEFAULT) !== 0
+  if (r.creation !== null) o.creation = isoOf(r.creation)
+  if (r.lastAccessed !== null) o.lastAccessed = isoOf(r.lastAccessed)
+  if (typeof r.sameSite === 'string') o.sameSite = r.sameSite
+  return o
+}
+
 /** A copy of `r` with another value, used now: what tough-cookie's update makes of a value-only Set-Cookie. */
 function withValue (r: CookieRecord, value: string, now: number): CookieRecord {
   return makeRecord(r.key, own(value), r.domain, r.path, r.expires, r.maxAge, r.flags, r.sameSite, r.extensions, r.creation, now, r.creationIndex, r.source)
@@ -391,6 +420,13 @@ export class ObservedCookieStore extends Store {
         if (r.live) this.accessed(r, timeOf(v))
       }
     })
+    return c
+  }
+
+  /** A change's cookie: built as materialise does, serialised straight from the record (the journal's line). */
+  private reported (r: CookieRecord): Cookie {
+    const c = this.materialise(r)
+    Object.defineProperty(c, 'toJSON', { enumerable: false, configurable: true, writable: true, value: () => recordToJSON(r) })
     return c
   }
 
@@ -563,7 +599,7 @@ export class ObservedCookieStore extends Store {
     // Built only if a listener looks (the journal does; an event observer may).
     let cookie: Cookie | undefined
     let prev: Cookie | undefined
-    const materialise = this.materialise.bind(this)
+    const materialise = this.reported.bind(this)
     this.changedRecord = r
     this.changedPrevious = previous
     try {
@@ -639,7 +675,7 @@ export class ObservedCookieStore extends Store {
     const listener = this.onChange
     if (listener === null) return
     let cookie: Cookie | undefined
-    const materialise = this.materialise.bind(this)
+    const materialise = this.reported.bind(this)
     this.changedRecord = r
     try {
       listener({ type: 'delete', reason, get cookie () { return (cookie ??= materialise(r)) } })

@@ -4,7 +4,7 @@
  * request (tough-cookie's lookup runs a public-suffix check and a path scan).
  */
 import { Cookie, CookieJar } from 'tough-cookie'
-import { ObservedCookieStore, recordCookieString, recordExpiry, sameScope, sourceOf, type CookieChange, type CookieRecord, type CookieStoreLimits, type CookieTally } from './cookie-store.js'
+import { ObservedCookieStore, recordCookieString, recordExpiry, sameScope, sourceOf, type CookieChange, type CookieRecord, type RecordSource, type CookieStoreLimits, type CookieTally } from './cookie-store.js'
 import { admitCookie, isSendableValue } from './sendable.js'
 
 export interface RejectedCookie {
@@ -92,6 +92,8 @@ export class SessionJar {
   private repeatUrl = ''
   private repeatCookie: CookieRecord | null = null
   private repeatExpiry = 0
+  /** The source of the last line that took the value-only path. */
+  private lastSource: RecordSource | null = null
 
   constructor (limits: CookieStoreLimits) {
     this.store = new ObservedCookieStore(limits)
@@ -238,7 +240,12 @@ export class SessionJar {
 
   /** The value-only fast path (see the comment above repeatLine); false when the full parser must run. */
   private updateValue (line: string, split: { name: string, value: string, attrs: string }, url: string): boolean {
-    const source = sourceOf(split.attrs, url)
+    // A jar sees the same few lines again and again: its last source first.
+    let source = this.lastSource
+    if (source === null || source.attrs !== split.attrs || source.url !== url) {
+      source = sourceOf(split.attrs, url)
+      this.lastSource = source
+    }
     if (source.domain === null || source.path === null) return false
     const held = this.store.record(source.domain, source.path, split.name)
     // Made by another line (or none): the full parser decides.

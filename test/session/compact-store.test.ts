@@ -8,7 +8,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t from 'tap'
 import { Cookie, CookieJar, MemoryCookieStore } from 'tough-cookie'
-import { ObservedCookieStore } from '../../src/session/cookie-store.js'
+import { ObservedCookieStore, recordToJSON, type CookieChange } from '../../src/session/cookie-store.js'
 import { SessionJar } from '../../src/session/session-jar.js'
 
 setFlagsFromString('--expose-gc')
@@ -57,6 +57,22 @@ t.test('what the store reads back is what MemoryCookieStore holds, attribute for
   t.equal(ours.cookieHeader(url, 'k'), theirs.getCookieStringSync(url))
   // Ordering keeps creation and creationIndex: the same header through tough-cookie's sort.
   t.equal(ours.jar.getCookieStringSync(url), theirs.getCookieStringSync(url))
+})
+
+t.test('a change serialises straight from the record, exactly as Cookie.toJSON does', async (t) => {
+  const jar = new SessionJar(limits)
+  const changes: CookieChange[] = []
+  jar.onChange = (c) => changes.push(c)
+  jar.capture([...LINES, 'f=6; Path=/; Max-Age=0', 'g=7; Path=/; Max-Age=60'], 'https://www.example.test/app/page')
+  jar.capture(['g=8; Path=/; Max-Age=60'], 'https://www.example.test/app/page')
+  jar.store.putCookie(new Cookie({ key: 'h', value: 'v', domain: 'x.test', path: '/', hostOnly: null, pathIsDefault: null, expires: new Date(Date.now() + 1000) }), () => {})
+  for (const r of jar.store.records()) {
+    t.equal(JSON.stringify(recordToJSON(r)), JSON.stringify(Cookie.prototype.toJSON.call(jar.store.materialise(r))), r.key)
+  }
+  for (const c of changes) {
+    if (c.type === 'set') t.equal(JSON.stringify(c.cookie.toJSON()), JSON.stringify(Cookie.prototype.toJSON.call(c.cookie)), `change of ${c.cookie.key}`)
+  }
+  t.ok(changes.length >= LINES.length + 2)
 })
 
 t.test('a Cookie built by the store reports its use back (tough-cookie sets lastAccessed on what it returns)', async (t) => {
