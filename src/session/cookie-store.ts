@@ -236,9 +236,22 @@ export function sameScope (a: CookieRecord, b: CookieRecord): boolean {
   return (a.flags & CLIENT_FLAGS) === (b.flags & CLIENT_FLAGS) && a.sameSite === b.sameSite && recordExpiry(a) === recordExpiry(b)
 }
 
-/** An ISO time as Cookie.toJSON writes it (it throws on an invalid Date, and so does this). */
+/**
+ * An ISO time as Cookie.toJSON writes it (it throws on an invalid Date, and
+ * so does this). The last few are kept: a rotating cookie's creation time
+ * never changes, and changes within one millisecond share lastAccessed.
+ */
+const isoTimes: number[] = [NaN, NaN, NaN, NaN]
+const isoTexts: string[] = ['', '', '', '']
+let isoNext = 0
 function isoOf (n: number): string {
-  return n === Infinity ? 'Infinity' : new Date(n).toISOString()
+  if (n === Infinity) return 'Infinity'
+  for (let i = 0; i < 4; i++) if (isoTimes[i] === n) return isoTexts[i]!
+  const text = new Date(n).toISOString()
+  isoTimes[isoNext] = n
+  isoTexts[isoNext] = text
+  isoNext = (isoNext + 1) & 3
+  return text
 }
 
 /**
