@@ -26,7 +26,7 @@ for (let p = 0; p < N; p++) {
   prof.jar.cookieHeader('http://127.0.0.1:8080/', 'http://127.0.0.1:8080/')
 }
 gc(); gc(); const m1 = process.memoryUsage()
-console.log(JSON.stringify({ N, loaded: [...registry.loaded()].length, heapMB: ((m1.heapUsed - m0.heapUsed) / 1e6).toFixed(1), perProfileB: Math.round((m1.heapUsed - m0.heapUsed) / N), rssMB: (m1.rss / 1e6).toFixed(1), extMB: (m1.external / 1e6).toFixed(1), abMB: (m1.arrayBuffers / 1e6).toFixed(1) }))
+console.log(JSON.stringify({ N, loaded: [...registry.loaded()].length, heapMB: ((m1.heapUsed - m0.heapUsed) / 1e6).toFixed(1), perProfileB: Math.round((m1.heapUsed - m0.heapUsed) / N), rssMB: (m1.rss / 1e6).toFixed(1), heapTotalMB: (m1.heapTotal / 1e6).toFixed(1), heapUsedMB: (m1.heapUsed / 1e6).toFixed(1), extMB: (m1.external / 1e6).toFixed(1), abMB: (m1.arrayBuffers / 1e6).toFixed(1) }))
 if (process.argv[4]) {
   const file = v8.writeHeapSnapshot('/tmp/sp-regmem.heapsnapshot')
   const snap = JSON.parse(fs.readFileSync(file, 'utf8'))
