@@ -406,7 +406,7 @@ export class ObservedCookieStore extends Store {
    * A tough-cookie Cookie for `r`. Setting its lastAccessed (as
    * CookieJar.getCookies does) reaches the record while it is held.
    */
-  materialise (r: CookieRecord): Cookie {
+  materialise (r: CookieRecord, connected = true): Cookie {
     const c = new Cookie({
       key: r.key,
       value: r.value,
@@ -424,6 +424,10 @@ export class ObservedCookieStore extends Store {
     c.creation = timeValue(r.creation)
     c.creationIndex = r.creationIndex
     let accessed = timeValue(r.lastAccessed)
+    if (!connected) {
+      c.lastAccessed = accessed
+      return c
+    }
     Object.defineProperty(c, 'lastAccessed', {
       enumerable: true,
       configurable: true,
@@ -436,9 +440,13 @@ export class ObservedCookieStore extends Store {
     return c
   }
 
-  /** A change's cookie: built as materialise does, serialised straight from the record (the journal's line). */
+  /**
+   * A change's cookie: a snapshot (nothing reads a change's cookie back into
+   * the jar, so it skips the lastAccessed connection, the dearest part of
+   * building one), serialised straight from the record (the journal's line).
+   */
   private reported (r: CookieRecord): Cookie {
-    const c = this.materialise(r)
+    const c = this.materialise(r, false)
     Object.defineProperty(c, 'toJSON', { enumerable: false, configurable: true, writable: true, value: () => recordToJSON(r) })
     return c
   }
