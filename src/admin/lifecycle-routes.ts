@@ -164,7 +164,7 @@ export async function lifecycleRoutes (app: FastifyInstance, deps: LifecycleDeps
     const profile = profileToWrite(req.params.p)
     profile.jar.store.putCookie(cookie, () => {})
     await profile.pendingWrite
-    const stored = profile.jar.store.idx[cookie.domain!]?.[cookie.path!]?.[cookie.key] ?? cookie
+    const stored = profile.jar.store.find(cookie.domain!, cookie.path!, cookie.key) ?? cookie
     return cookieToJson(stored)
   })
 

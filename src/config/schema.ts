@@ -129,6 +129,12 @@ export interface LimitsConfig {
   maxClientBufferBytes: number
   /** Profiles kept in memory; the least recently used idle ones are unloaded (and reloaded from disk on demand). */
   maxProfilesLoaded: number
+  /**
+   * Cookies held by all loaded profiles together; beyond it the least
+   * recently used idle profiles are unloaded. Bounds memory by what it is
+   * made of (a profile of 3 cookies and one of 3000 are not the same cost).
+   */
+  maxCookiesLoaded: number
   /** A profile unused for this long is unloaded. 0: only when over maxProfilesLoaded. */
   profileIdleUnloadMs: number
   /** Bytes queued to one Server-Sent Events client before it is dropped. */
@@ -419,6 +425,7 @@ export const configSchema = {
         maxClientConnections: positiveInt,
         maxClientBufferBytes: positiveInt,
         maxProfilesLoaded: positiveInt,
+        maxCookiesLoaded: positiveInt,
         profileIdleUnloadMs: nonNegativeInt,
         maxAdminStreamBufferBytes: positiveInt,
         maxAdminBodyBytes: positiveInt,

@@ -3,8 +3,9 @@
  * defaults. Loaded lazily on first use so start-up does not depend on how
  * many profiles are on disk.
  *
- * Loaded profiles are bounded (limits.maxProfilesLoaded, and
- * limits.profileIdleUnloadMs for idle ones): the least recently used are
+ * Loaded profiles are bounded (limits.maxProfilesLoaded, the cookies they
+ * hold together by limits.maxCookiesLoaded, and limits.profileIdleUnloadMs
+ * for idle ones): the least recently used are
  * unloaded (journal flushed, descriptor closed) and read back from disk on
  * their next use. Unloading is transparent to whoever still holds the
  * Profile (an exchange in flight, a WebSocket handshake): the registry keeps
@@ -21,7 +22,7 @@ import type { Logger } from 'pino'
 import type { Cookie } from 'tough-cookie'
 import { BadProfileError, ConfigError } from '../errors.js'
 import { PROFILE_NAME_PATTERN, type Config, type ProfileConfig } from '../config/schema.js'
-import type { CookieChange } from './cookie-store.js'
+import type { CookieChange, CookieTally } from './cookie-store.js'
 import { CookieJarStore, type LoadProblem, type UnreadableProblem } from './jar-files.js'
 import { FileJarStore } from './store/file-store.js'
 import type { JarStore, JarWriter, LoginLock, RemoteChange, StoreProblem } from './store/jar-store.js'
@@ -143,6 +144,8 @@ export class ProfileRegistry {
   private readonly unloading = new Map<string, Profile>()
   /** Unloaded profiles someone may still hold (see the file comment). */
   private readonly released = new Map<string, WeakRef<Profile>>()
+  /** Cookies in the loaded profiles' jars (limits.maxCookiesLoaded); the jars keep it. */
+  private readonly loadedCookies: CookieTally = { cookies: 0 }
   /** Removals under way, so a second DELETE waits for the first. */
   private readonly removing = new Map<string, Promise<boolean>>()
   private readonly collected = new FinalizationRegistry<string>((name) => {
@@ -261,6 +264,7 @@ export class ProfileRegistry {
       profile.pendingWrite = null
       await profile.journal.close()
       if (this.profiles.get(name) === profile) this.profiles.delete(name)
+      profile.jar.countIn(null)
       if (this.unloading.get(name) === profile) this.unloading.delete(name)
       if (this.released.get(name)?.deref() === profile) this.released.delete(name)
       this.persistProblems.delete(name)
@@ -336,14 +340,26 @@ export class ProfileRegistry {
     }
   }
 
+  /** Cookies held by the loaded profiles together (limits.maxCookiesLoaded). */
+  get cookiesLoaded (): number {
+    return this.loadedCookies.cookies
+  }
+
+  /** Whether the loaded profiles are beyond maxProfilesLoaded or maxCookiesLoaded. */
+  private overLimits (): boolean {
+    const limits = this.config.limits
+    return this.profiles.size > limits.maxProfilesLoaded || this.loadedCookies.cookies > limits.maxCookiesLoaded
+  }
+
   /**
-   * Unloads least recently used profiles beyond the limit, and (with
+   * Unloads least recently used profiles beyond the limits, and (with
    * `idleBefore`) every unpinned one not used since then.
    */
   unloadIdle (idleBefore = -Infinity, keep?: Profile): number {
-    const limit = this.config.limits.maxProfilesLoaded
-    // Over the limit, make some room at once: one scan serves the next loads too.
-    const max = this.profiles.size > limit ? limit - Math.floor(limit / 20) : limit
+    const { maxProfilesLoaded, maxCookiesLoaded } = this.config.limits
+    // Over a limit, make some room at once (5%): one scan serves the next loads too.
+    const maxProfiles = this.profiles.size > maxProfilesLoaded ? maxProfilesLoaded - Math.floor(maxProfilesLoaded / 20) : maxProfilesLoaded
+    const maxCookies = this.loadedCookies.cookies > maxCookiesLoaded ? maxCookiesLoaded - Math.floor(maxCookiesLoaded / 20) : maxCookiesLoaded
     const candidates: Profile[] = []
     for (const p of this.profiles.values()) {
       if (!p.pinned && p !== keep && p.journal.lastError === null) candidates.push(p)
@@ -351,7 +367,7 @@ export class ProfileRegistry {
     candidates.sort((a, b) => a.lastUsed - b.lastUsed)
     let unloaded = 0
     for (const p of candidates) {
-      if (this.profiles.size <= max && p.lastUsed >= idleBefore) break
+      if (this.profiles.size <= maxProfiles && this.loadedCookies.cookies <= maxCookies && p.lastUsed >= idleBefore) break
       this.unload(p)
       unloaded++
     }
@@ -361,6 +377,7 @@ export class ProfileRegistry {
   private unload (profile: Profile): void {
     const name = profile.name
     this.profiles.delete(name)
+    profile.jar.countIn(null)
     this.unloading.set(name, profile)
     this.released.set(name, new WeakRef(profile))
     void profile.journal.suspend().then((suspended) => {
@@ -381,7 +398,8 @@ export class ProfileRegistry {
     this.released.delete(profile.name)
     profile.lastUsed = Date.now()
     this.profiles.set(profile.name, profile)
-    if (this.profiles.size > this.config.limits.maxProfilesLoaded) this.unloadIdle(-Infinity, profile)
+    profile.jar.countIn(this.loadedCookies)
+    if (this.overLimits()) this.unloadIdle(-Infinity, profile)
   }
 
   private open (name: string): Profile {
@@ -434,6 +452,8 @@ export class ProfileRegistry {
       }
       // Written through a reference held across an unload: it is the live one again.
       if (this.profiles.get(name) !== p) this.reinstate(p)
+      // Cookies grow in loaded jars too: the bound holds between loads.
+      else if (change.type === 'set' && this.loadedCookies.cookies > this.config.limits.maxCookiesLoaded) this.unloadIdle(-Infinity, p)
       // Expired cookies are dropped on load anyway; journaling them would
       // only add writes to plain reads. A shared store needs the deletion:
       // a server's Max-Age=0 is reported as 'expired' too, and the other
@@ -446,7 +466,8 @@ export class ProfileRegistry {
     jar.onReject = (rejected) => this.hooks.onCookieRejected?.(p, rejected, p.activeRequestId)
     if (loaded.problem !== null && p.persist) p.pendingWrite = journal.requestCompaction()
     this.profiles.set(name, p)
-    if (this.profiles.size > this.config.limits.maxProfilesLoaded) this.unloadIdle(-Infinity, p)
+    jar.countIn(this.loadedCookies)
+    if (this.overLimits()) this.unloadIdle(-Infinity, p)
     return p
   }
 

@@ -4,7 +4,7 @@
  * request (tough-cookie's lookup runs a public-suffix check and a path scan).
  */
 import { Cookie, CookieJar } from 'tough-cookie'
-import { ObservedCookieStore, type CookieChange, type CookieStoreLimits } from './cookie-store.js'
+import { ObservedCookieStore, recordCookieString, recordExpiry, sameScope, sourceOf, type CookieChange, type CookieRecord, type RecordSource, type CookieStoreLimits, type CookieTally } from './cookie-store.js'
 import { admitCookie, isSendableValue } from './sendable.js'
 
 export interface RejectedCookie {
@@ -14,8 +14,8 @@ export interface RejectedCookie {
 }
 
 interface CachedHeader {
-  /** The matching cookies as [domain, path, name], in header order. */
-  ids: Array<[string, string, string]>
+  /** The records of the matching cookies, in header order (a replaced one is looked up by its id). */
+  ids: CookieRecord[]
   /** The header; null after a value-only change, rebuilt from `ids`. */
   value: string | null
   /** The earliest expiry among the matching cookies: the entry is stale after it. */
@@ -28,16 +28,11 @@ interface CachedHeader {
  * match a URL or their order (tough-cookie keeps the creation time), so the
  * cached matches stay valid and only the header string is rebuilt.
  */
-function valueOnly (change: CookieChange): boolean {
-  if (change.type !== 'set' || change.previous === undefined) return false
-  const a = change.previous
-  const b = change.cookie
-  return a.secure === b.secure && a.hostOnly === b.hostOnly && a.httpOnly === b.httpOnly &&
-    a.sameSite === b.sameSite && a.expiryTime() === b.expiryTime()
+function valueOnly (a: CookieRecord | null, b: CookieRecord | null): boolean {
+  return a !== null && b !== null && sameScope(a, b)
 }
 
 const MAX_CACHED_HEADERS = 256
-const MAX_TEMPLATES = 256
 const CONTROL_CHARS = /[\x00-\x1F]/
 
 /**
@@ -71,20 +66,21 @@ export class SessionJar {
   onReject: ((rejected: RejectedCookie) => void) | null = null
   private readonly headerCache = new Map<string, CachedHeader>()
   /**
-   * Where a Set-Cookie line of a given name and attributes from a given URL
-   * was stored. Servers repeat the same Set-Cookie on every response: while
-   * the cookie it stored is still there, an identical line changes nothing
-   * and costs no parse. A line that differs only in its value (a rotating
-   * session id or token) yields that same cookie with the new value:
-   * tough-cookie's update keeps creation time and every attribute, and none
-   * of its checks (domain, path, prefixes, Secure) looks at the value. So
-   * the stored cookie is copied with the new value instead of running the
-   * full parse, URL parse and public-suffix lookup again. The template holds
-   * the very cookie object that line produced: once anything else replaced
-   * or removed it (a line with other attributes, a deletion, the admin API),
-   * the stored object differs and the full parser runs.
+   * Servers repeat the same Set-Cookie on every response: while the cookie
+   * it stored is still there, an identical line changes nothing and costs no
+   * parse. A line that differs only in its value (a rotating session id or
+   * token) yields that same cookie with the new value: tough-cookie's update
+   * keeps creation time and every attribute, and none of its checks
+   * (domain, path, prefixes, Secure) looks at the value. So the stored
+   * cookie is copied with the new value instead of running the full parse,
+   * URL parse and public-suffix lookup again. The cookie is found through
+   * the line's source (its attributes and URL, shared, see RecordSource):
+   * the source knows the domain and path such lines store under, and the
+   * stored record must be one that a line of this very source made. Once
+   * anything else replaced or removed it (a line with other attributes, a
+   * deletion, the admin API), that no longer holds and the full parser runs.
+   * Nothing is kept per jar for this.
    */
-  private readonly templates = new Map<string, Cookie>()
   /**
    * The last line that took the template path, so the same line again (the
    * fixed-cookie case) is known before it is split and keyed: it is skipped
@@ -94,9 +90,10 @@ export class SessionJar {
    */
   private repeatLine: string | null = null
   private repeatUrl = ''
-  private repeatKey = ''
-  private repeatCookie: Cookie | null = null
+  private repeatCookie: CookieRecord | null = null
   private repeatExpiry = 0
+  /** The source of the last line that took the value-only path. */
+  private lastSource: RecordSource | null = null
 
   constructor (limits: CookieStoreLimits) {
     this.store = new ObservedCookieStore(limits)
@@ -110,7 +107,7 @@ export class SessionJar {
     })
     this.store.onChange = (change) => {
       this.version++
-      if (valueOnly(change)) {
+      if (change.type === 'set' && valueOnly(this.store.changedPrevious, this.store.changedRecord)) {
         for (const entry of this.headerCache.values()) entry.value = null
       } else {
         this.headerCache.clear()
@@ -121,6 +118,19 @@ export class SessionJar {
 
   get size (): number {
     return this.store.size
+  }
+
+  /**
+   * Counts this jar's cookies in `tally` from now on (its current ones
+   * included), or stops counting them (null): the registry's total of
+   * cookies in loaded profiles.
+   */
+  countIn (tally: CookieTally | null): void {
+    const store = this.store
+    if (store.tally === tally) return
+    if (store.tally !== null) store.tally.cookies -= store.size
+    store.tally = tally
+    if (tally !== null) tally.cookies += store.size
   }
 
   /**
@@ -140,32 +150,47 @@ export class SessionJar {
       }
     }
     if (this.store.size === 0) return ''
+    // The cookies tough-cookie returns report their use to the store themselves.
     const cookies = this.jar.getCookiesSync(url, { sort: true })
-    this.store.touched(cookies)
-    let value = ''
     let validUntil = Infinity
-    const ids: Array<[string, string, string]> = []
+    const ids: CookieRecord[] = []
+    const parts: string[] = []
     for (const c of cookies) {
-      value = value === '' ? c.cookieString() : value + '; ' + c.cookieString()
-      ids.push([c.domain ?? '', c.path ?? '', c.key])
+      parts.push(c.cookieString())
+      const r = this.store.record(c.domain ?? '', c.path ?? '', c.key)
+      if (r !== undefined) ids.push(r)
       const expiry = c.expiryTime()
       if (expiry !== undefined && expiry < validUntil) validUntil = expiry
     }
+    // join makes one flat string; a chain of + would keep a rope per cached header.
+    const value = parts.join('; ')
     if (this.headerCache.size >= MAX_CACHED_HEADERS) this.headerCache.clear()
     this.headerCache.set(cacheKey, { ids, value, validUntil })
     return value
   }
 
   /** The header from the cookies now stored under `ids`; null if one is gone. */
-  private rebuild (ids: Array<[string, string, string]>): string | null {
-    const idx = this.store.idx
-    let value = ''
-    for (const [domain, path, key] of ids) {
-      const c = idx[domain]?.[path]?.[key]
-      if (c === undefined) return null
-      value = value === '' ? c.cookieString() : value + '; ' + c.cookieString()
+  private rebuild (ids: CookieRecord[]): string | null {
+    if (ids.length === 1) {
+      const only = this.current(ids, 0)
+      return only === undefined ? null : recordCookieString(only)
     }
-    return value
+    const parts: string[] = []
+    for (let i = 0; i < ids.length; i++) {
+      const r = this.current(ids, i)
+      if (r === undefined) return null
+      parts.push(recordCookieString(r))
+    }
+    return parts.join('; ')
+  }
+
+  /** The record now held in place of ids[i] (a value change replaces it), updating ids. */
+  private current (ids: CookieRecord[], i: number): CookieRecord | undefined {
+    const r = ids[i]!
+    if (r.live) return r
+    const now = this.store.record(r.domain, r.path, r.key)
+    if (now !== undefined) ids[i] = now
+    return now
   }
 
   /** Stores each Set-Cookie line received from `url`. Returns whether the jar changed. */
@@ -174,9 +199,7 @@ export class SessionJar {
     for (const line of setCookies) {
       if (line === this.repeatLine && url === this.repeatUrl && this.isRepeat()) continue
       const split = splitSetCookie(line)
-      const templateKey = split === null ? null : split.name + '\u0000' + split.attrs + '\u0000' + url
-      if (split !== null && templateKey !== null && this.updateValue(templateKey, split.value)) {
-        this.rememberRepeat(line, url, templateKey)
+      if (split !== null && this.updateValue(line, split, url)) {
         continue
       }
       let stored: Cookie | undefined
@@ -186,52 +209,52 @@ export class SessionJar {
         this.onReject?.({ setCookie: line, url, reason: (err as Error).message })
         continue
       }
-      if (templateKey !== null && stored !== undefined) {
-        if (this.templates.size >= MAX_TEMPLATES) this.templates.clear()
-        this.templates.set(templateKey, stored)
+      const record = split !== null && stored !== undefined ? this.store.record(stored.domain ?? '', stored.path ?? '', stored.key) : undefined
+      if (split !== null && record !== undefined) {
+        const source = sourceOf(split.attrs, url)
+        source.domain = record.domain
+        source.path = record.path
+        record.source = source
       }
     }
     return this.version !== before
   }
 
-  /** What updateValue would find for the remembered line: its template stored, unexpired, same value. */
+  /** What updateValue would find for the remembered line: its record stored, unexpired, same value. */
   private isRepeat (): boolean {
     const t = this.repeatCookie
-    if (t === null || this.templates.get(this.repeatKey) !== t) return false
-    if (this.store.idx[t.domain!]?.[t.path!]?.[t.key] !== t) return false
-    return this.repeatExpiry > Date.now()
+    return t !== null && t.live && this.repeatExpiry > Date.now()
   }
 
-  private rememberRepeat (line: string, url: string, templateKey: string): void {
-    const t = this.templates.get(templateKey)
-    if (t === undefined || t.maxAge != null || t.domain == null || t.path == null) {
+  private rememberRepeat (line: string, url: string, t: CookieRecord): void {
+    if (t.maxAge != null) {
       this.repeatLine = null
       this.repeatCookie = null
       return
     }
     this.repeatLine = line
     this.repeatUrl = url
-    this.repeatKey = templateKey
     this.repeatCookie = t
-    this.repeatExpiry = t.expiryTime() ?? Infinity
+    this.repeatExpiry = recordExpiry(t) ?? Infinity
   }
 
-  /** The value-only fast path (see `templates`); false when the full parser must run. */
-  private updateValue (templateKey: string, value: string): boolean {
-    const template = this.templates.get(templateKey)
-    if (template === undefined || template.domain == null || template.path == null) return false
-    const existing = this.store.idx[template.domain]?.[template.path]?.[template.key]
-    if (existing !== template) return false
-    const expiry = existing.expiryTime()
-    if (expiry !== undefined && expiry <= Date.now()) return false
-    if (existing.value === value) return true
-    const updated = Object.assign(Object.create(Cookie.prototype) as Cookie, existing)
-    // Not enumerable, so not copied: it orders cookies created in the same millisecond.
-    Object.defineProperty(updated, 'creationIndex', { value: existing.creationIndex, configurable: false, enumerable: false, writable: true })
-    updated.value = value
-    updated.lastAccessed = new Date()
-    this.store.putCookie(updated, () => {})
-    this.templates.set(templateKey, updated)
+  /** The value-only fast path (see the comment above repeatLine); false when the full parser must run. */
+  private updateValue (line: string, split: { name: string, value: string, attrs: string }, url: string): boolean {
+    // A jar sees the same few lines again and again: its last source first.
+    let source = this.lastSource
+    if (source === null || source.attrs !== split.attrs || source.url !== url) {
+      source = sourceOf(split.attrs, url)
+      this.lastSource = source
+    }
+    if (source.domain === null || source.path === null) return false
+    const held = this.store.record(source.domain, source.path, split.name)
+    // Made by another line (or none): the full parser decides.
+    if (held === undefined || held.source !== source) return false
+    const now = Date.now()
+    const expiry = recordExpiry(held)
+    if (expiry !== undefined && expiry <= now) return false
+    const record = held.value === split.value ? held : this.store.putValue(held, split.value, now)
+    this.rememberRepeat(line, url, record)
     return true
   }
 

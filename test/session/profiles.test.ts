@@ -61,6 +61,36 @@ t.test('loaded profiles stay within maxProfilesLoaded; unloaded ones come back f
   for (let n = 0; n < 30; n++) t.match(readFileSync(join(dataDir, 'jars', `p${n}.jsonl`), 'utf8'), `"value":"v${n}"`)
 })
 
+t.test('maxCookiesLoaded bounds the cookies of loaded profiles together; the count follows changes, unloads and reloads', async (t) => {
+  const { registry } = setup(t, { limits: { maxProfilesLoaded: 1000, maxCookiesLoaded: 20, profileIdleUnloadMs: 0 } })
+  for (let n = 0; n < 10; n++) {
+    const p = registry.get(`c${n}`)
+    for (let i = 0; i < 4; i++) await setCookie(t, p, `k${i}=v${n}`)
+  }
+  const loaded = (): Profile[] => [...registry.loaded()]
+  const held = (): number => loaded().reduce((sum, p) => sum + p.jar.size, 0)
+  t.equal(registry.cookiesLoaded, held(), 'the running count is the sum of the loaded jars')
+  t.ok(held() <= 20, `at most 20 cookies loaded (${held()})`)
+  t.ok(loaded().length < 10, 'profiles were unloaded to stay within the cookie bound')
+  t.notOk(loaded().some((p) => p.name === 'c0'), 'the least recently used went first')
+  // A cookie removed from a loaded jar leaves the count.
+  const last = registry.get('c9')
+  last.jar.clear()
+  t.equal(registry.cookiesLoaded, held(), 'a clear is counted')
+  await collect()
+  // Read back from disk: its cookies count again, and the bound still holds.
+  const again = registry.get('c0')
+  t.equal(cookieOf(again), 'k0=v0; k1=v0; k2=v0; k3=v0', 'reloaded with its cookies')
+  t.equal(registry.cookiesLoaded, held())
+  t.ok(held() <= 20)
+})
+
+t.test('the default loaded-profile bounds hold 10,000 profiles of 20 cookies without unloading', async (t) => {
+  const { config } = loadConfig({ env: {}, flags: {} })
+  t.ok(config.limits.maxProfilesLoaded >= 10_000, `maxProfilesLoaded ${config.limits.maxProfilesLoaded}`)
+  t.ok(config.limits.maxCookiesLoaded >= 10_000 * 21, `maxCookiesLoaded ${config.limits.maxCookiesLoaded}`)
+})
+
 t.test('a reference held across an unload (an exchange in flight) never writes into a lost copy', async (t) => {
   const { registry, dataDir } = setup(t, { limits: { maxProfilesLoaded: 2, profileIdleUnloadMs: 0 } })
   const held = registry.get('inflight')
