@@ -454,11 +454,15 @@ export class ProfileRegistry {
       if (this.profiles.get(name) !== p) this.reinstate(p)
       // Cookies grow in loaded jars too: the bound holds between loads.
       else if (change.type === 'set' && this.loadedCookies.cookies > this.config.limits.maxCookiesLoaded) this.unloadIdle(-Infinity, p)
-      // Expired cookies are dropped on load anyway; journaling them would
-      // only add writes to plain reads. A shared store needs the deletion:
-      // a server's Max-Age=0 is reported as 'expired' too, and the other
-      // replicas must drop the cookie now, not when it would have expired.
-      if (p.persist && !(change.type === 'delete' && change.reason === 'expired' && this.files.kind === 'file')) {
+      // Cookies that expire while the jar is read are dropped on load anyway;
+      // journaling them would only add writes to plain reads. A deletion
+      // during a response's capture is the server deleting the cookie (a
+      // logout's Max-Age=0 is reported as 'expired' too): the cookie was live
+      // in the file, so the deletion must reach it before the response is
+      // delivered, or a restart brings the logged-out session back. A shared
+      // store needs every deletion: the other replicas must drop it now.
+      const expiredOnRead = change.type === 'delete' && change.reason === 'expired' && p.activeRequestId === null
+      if (p.persist && !(expiredOnRead && this.files.kind === 'file')) {
         p.pendingWrite = journal.append(change)
       }
       this.hooks.onCookieChange?.(p, change, p.activeRequestId)
