@@ -17,6 +17,8 @@ import type { Logger } from 'pino'
 import type { SessionEvent } from './event-types.js'
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+/** How long appended events wait to be written together. */
+const FLUSH_DELAY_MS = 25
 
 interface FileState {
   pending: string[]
@@ -108,7 +110,11 @@ export class EventLogFile {
     s.pending.push(JSON.stringify(event) + '\n')
     if (!s.scheduled) {
       s.scheduled = true
-      setImmediate(() => this.flush(event.profile, s))
+      // One append per FLUSH_DELAY_MS and profile, not per event-loop turn:
+      // under load (a cookie that changes on every response) an append per
+      // turn cost an open/write/close and its promises every few requests.
+      // A crash loses at most this much more of the diagnostics tail.
+      setTimeout(() => this.flush(event.profile, s), FLUSH_DELAY_MS).unref()
     }
   }
 
