@@ -73,6 +73,23 @@ t.test('the README addons tag requests and answer from a fixture on every entry'
     t.equal(secure.requests.length, before, 'the upstream was not contacted')
   })
 
+  t.test('intercepted https over HTTP/2', async (t) => {
+    // -w: the version, then the status line the curl helper reads.
+    const h2 = ['-x', proxy.url, '--cacert', cacert, '--http2', '-w', '\n%{http_version}\n%{http_code}']
+    const r = await curl([...h2, '-H', 'proxy-authorization: Basic ' + Buffer.from('carol:x').toString('base64'), `${secure.origin}/echo`])
+    t.equal(r.status, 200, r.stderr)
+    const at = r.stdout.lastIndexOf('\n')
+    t.equal(r.stdout.slice(at + 1), '2', 'the client spoke HTTP/2 inside the tunnel')
+    t.equal(tagOf(r.stdout.slice(0, at)), 'carol/https', 'tagged with the profile, kind https')
+    const before = secure.requests.length
+    const f = await curl([...h2, `${secure.origin}/fixture/status`])
+    t.equal(f.status, 200)
+    const cut = f.stdout.lastIndexOf('\n')
+    t.equal(f.stdout.slice(cut + 1), '2')
+    t.same(JSON.parse(f.stdout.slice(0, cut)), FIXTURE_BODY, 'answered from the fixture over h2')
+    t.equal(secure.requests.length, before, 'the upstream was not contacted')
+  })
+
   t.test('reverse mode', async (t) => {
     const r = await curl([`${reverse.url}/echo`])
     t.equal(r.status, 200)
