@@ -246,6 +246,7 @@ export class Interceptor {
       sendProxyError(res, asProxyError(err))
       return
     }
+    found.target.clientHttpVersion = '2.0'
     this.connections.begin(req, res, true)
     forwardRequest(this.deps, req, res, found.target, found.tunnel.options)
   }
