@@ -171,7 +171,7 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
     users,
     allowedPorts: config.connect.allowedPorts,
     interceptor: config.connect.intercept
-      ? new Interceptor(deps, new LeafMinter(ca), log, { maxHeaderBytes: limits.maxHeaderBytes, clientHeadersTimeoutMs: limits.clientHeadersTimeoutMs, clientKeepAliveTimeoutMs: limits.clientKeepAliveTimeoutMs, upgrade: upgradeLimits, http2: config.connect.http2, http2MaxConcurrentStreams: limits.http2MaxConcurrentStreams }, connections)
+      ? new Interceptor(deps, new LeafMinter(ca), log, { maxHeaderBytes: limits.maxHeaderBytes, clientHeadersTimeoutMs: limits.clientHeadersTimeoutMs, clientKeepAliveTimeoutMs: limits.clientKeepAliveTimeoutMs, upgrade: upgradeLimits, http2: config.connect.http2, http2MaxConcurrentStreams: limits.http2MaxConcurrentStreams, http2StalledStreamTimeoutMs: limits.http2StalledStreamTimeoutMs }, connections)
       : null,
     exclude: config.connect.exclude.map(compileHostPattern),
     pool,

@@ -151,6 +151,8 @@ export interface LimitsConfig {
   shutdownTimeoutMs: number
   /** Streams one HTTP/2 client connection (inside an intercepted tunnel) may have open at once. */
   http2MaxConcurrentStreams: number
+  /** An HTTP/2 response the client takes no byte of (no flow-control window) for this long is reset (RST_STREAM CANCEL), and its upstream request aborted. */
+  http2StalledStreamTimeoutMs: number
 }
 
 /** Who may use the admin API under /_session/. */
@@ -433,7 +435,8 @@ export const configSchema = {
         loginMaxBodyBytes: positiveInt,
         addonHookTimeoutMs: positiveInt,
         shutdownTimeoutMs: nonNegativeInt,
-        http2MaxConcurrentStreams: { type: 'integer', minimum: 1, maximum: 10000 }
+        http2MaxConcurrentStreams: { type: 'integer', minimum: 1, maximum: 10000 },
+        http2StalledStreamTimeoutMs: positiveInt
       }
     },
     admin: {

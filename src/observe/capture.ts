@@ -24,6 +24,8 @@ export interface CapturedExchange {
   startedAt: number
   method: string
   url: string
+  /** The client's HTTP version: '1.1', or '2.0' for a stream of an HTTP/2 client. */
+  httpVersion: string
   requestHeaders: Array<[string, string]>
   /** From Content-Length; -1 when the body was chunked. The proxy streams request bodies without reading them. */
   requestBodySize: number
@@ -177,6 +179,7 @@ export class TrafficCapture implements ExchangeObserver {
       startedAt: x.startedAt,
       method: x.method,
       url: `${t.scheme}://${t.authority}${t.path}`,
+      httpVersion: t.clientHttpVersion ?? '1.1',
       requestHeaders: pairs(x.requestHeaders, redact),
       requestBodySize: requestBodySize(x.requestHeaders),
       status: x.status,

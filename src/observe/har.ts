@@ -147,13 +147,15 @@ export function toHarEntry (x: CapturedExchange): HarEntry {
   const mimeType = header(x.responseHeaders, 'content-type') ?? 'x-unknown'
   const total = Math.max(0, round(x.totalMs))
   const wait = x.waitMs < 0 ? total : Math.min(total, Math.max(0, round(x.waitMs)))
+  // The exchange between the client and the proxy, as a browser's devtools would record it.
+  const httpVersion = `HTTP/${x.httpVersion}`
   const entry: HarEntry = {
     startedDateTime: new Date(x.startedAt).toISOString(),
     time: total,
     request: {
       method: x.method,
       url: x.url,
-      httpVersion: 'HTTP/1.1',
+      httpVersion,
       cookies: requestCookies(x.requestHeaders),
       headers: x.requestHeaders.map(([name, value]) => ({ name, value })),
       queryString: queryString(x.url),
@@ -163,7 +165,7 @@ export function toHarEntry (x: CapturedExchange): HarEntry {
     response: {
       status: x.status,
       statusText: STATUS_CODES[x.status] ?? '',
-      httpVersion: 'HTTP/1.1',
+      httpVersion,
       cookies: responseCookies(x.responseHeaders),
       headers: x.responseHeaders.map(([name, value]) => ({ name, value })),
       content: content(x, mimeType),

@@ -24,6 +24,8 @@ export interface H2Limits {
   maxHeaderBytes: number
   /** A session with no open stream for this long is closed (limits.clientKeepAliveTimeoutMs). */
   idleTimeoutMs: number
+  /** A stream with response bytes the client opens no window for is reset after this (limits.http2StalledStreamTimeoutMs). */
+  stalledStreamTimeoutMs: number
 }
 
 /**
@@ -114,6 +116,17 @@ export class H2Sessions<T> {
 
   private onStream (stream: ServerHttp2Stream): void {
     stream.on('error', (err: NodeJS.ErrnoException) => this.log.debug({ err: err.code ?? err.message }, 'HTTP/2 client stream error'))
+    // A client that opens no flow-control window (or keeps the connection
+    // window at 0) holds the response: the adapter's writes return false and
+    // the upstream is paused, so memory stays bounded, but the stream, its
+    // upstream request and connection would be held for ever. The stream's
+    // own timer counts frames read and written; it fires on a quiet stream
+    // too, which is left alone unless bytes are waiting for a window.
+    stream.setTimeout(this.limits.stalledStreamTimeoutMs, () => {
+      if (stream.closed || stream.destroyed || (stream.writableLength === 0 && !stream.writableNeedDrain)) return
+      this.log.info({ error: 'stalled', waitingBytes: stream.writableLength, timeoutMs: this.limits.stalledStreamTimeoutMs }, 'HTTP/2 client takes no response bytes: stream reset (limits.http2StalledStreamTimeoutMs)')
+      stream.close(http2.constants.NGHTTP2_CANCEL)
+    })
     const session = stream.session
     if (session === undefined) return
     const state = this.open.get(session)

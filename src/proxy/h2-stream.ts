@@ -13,7 +13,8 @@
  * - writeHead: HTTP/2 has no reason phrase (Node warns on one) and refuses
  *   connection-specific headers (RFC 9113 8.2.2) by throwing: the phrase is
  *   ignored and those headers are left out;
- * - statusMessage: ignored, for the same reason.
+ * - statusMessage: ignored, for the same reason;
+ * - destroyed: the compat response has none (see below).
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import http2, { type Http2ServerRequest } from 'node:http2'
@@ -85,6 +86,19 @@ Object.defineProperty(H2Response.prototype, 'statusMessage', {
   configurable: true,
   get: () => '',
   set: () => {}
+})
+
+// The compat response has no `destroyed`: the exchange path reads it to
+// learn that the client went away before it listened for 'close' (a stream
+// the client reset right after its HEADERS). Undefined there, the upstream
+// request went on, and its response waited for a 'drain' that never comes,
+// holding an upstream connection for ever.
+Object.defineProperty(H2Response.prototype, 'destroyed', {
+  configurable: true,
+  get (this: H2Response): boolean {
+    const stream = this.stream as http2.ServerHttp2Stream | undefined
+    return stream === undefined || stream.destroyed || stream.closed
+  }
 })
 
 /**

@@ -60,6 +60,8 @@ export interface InterceptLimits {
   http2: boolean
   /** Streams one HTTP/2 client connection may have open (limits.http2MaxConcurrentStreams). */
   http2MaxConcurrentStreams: number
+  /** limits.http2StalledStreamTimeoutMs */
+  http2StalledStreamTimeoutMs: number
 }
 
 const H2_ALPN = ['h2', 'http/1.1']
@@ -100,7 +102,8 @@ export class Interceptor {
     this.h2 = new H2Sessions<Tunnel>({
       maxConcurrentStreams: limits.http2MaxConcurrentStreams,
       maxHeaderBytes: limits.maxHeaderBytes,
-      idleTimeoutMs: limits.clientKeepAliveTimeoutMs
+      idleTimeoutMs: limits.clientKeepAliveTimeoutMs,
+      stalledStreamTimeoutMs: limits.http2StalledStreamTimeoutMs
     }, log, (req, res, tunnel) => this.onStreamRequest(req, res, tunnel))
   }
 
@@ -246,6 +249,7 @@ export class Interceptor {
       sendProxyError(res, asProxyError(err))
       return
     }
+    found.target.clientHttpVersion = '2.0'
     this.connections.begin(req, res, true)
     forwardRequest(this.deps, req, res, found.target, found.tunnel.options)
   }

@@ -16,6 +16,8 @@ export interface Target {
   path: string
   /** scheme://authority/path without query: the URL cookies are matched against. */
   cookieUrl: string
+  /** The client's HTTP version when it is not HTTP/1.x ('2.0' for a stream of an HTTP/2 client): what HAR exports record. */
+  clientHttpVersion?: '2.0'
 }
 
 const HOST_CHARS = /^(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?\.?)+$|^\[[0-9a-f:.]+\]$/

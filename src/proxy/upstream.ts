@@ -663,7 +663,11 @@ export class UpstreamPool {
     const id = `${proxy === null ? 'direct' : `${target.scheme} ${proxy}`} ${policy.id}`
     let r = this.dispatchers.get(id)
     if (r === undefined) {
-      const tlsOptions = { ca: policy.ca, rejectUnauthorized: !policy.insecure }
+      // One secure context per policy: given only `ca`, every new upstream
+      // connection would build one, parsing the whole root bundle (~60 ms of
+      // CPU each), which a client that opens and resets streams could make
+      // the proxy do at will.
+      const tlsOptions = { secureContext: policy.ca === undefined ? undefined : tls.createSecureContext({ ca: policy.ca }), rejectUnauthorized: !policy.insecure }
       r = proxy === null
         ? { dispatcher: new Agent({ ...this.agentOptions, connect: { ...this.agentOptions.connect, ...tlsOptions } }), absolute: null }
         : this.proxyRoute(new URL(proxy), target.scheme, tlsOptions)
@@ -678,7 +682,7 @@ export class UpstreamPool {
    * of connections to the proxy. https goes through a CONNECT tunnel per
    * connection, with TLS to the target inside it.
    */
-  private proxyRoute (proxy: URL, scheme: 'http' | 'https', tlsOptions: { ca: string[] | undefined, rejectUnauthorized: boolean }): Route {
+  private proxyRoute (proxy: URL, scheme: 'http' | 'https', tlsOptions: { secureContext: tls.SecureContext | undefined, rejectUnauthorized: boolean }): Route {
     const timeout = this.connectTimeoutMs
     if (scheme === 'http') {
       const toProxy = proxyConnector(proxy, buildConnector({ timeout }))
