@@ -5,7 +5,7 @@
 # engine: keep RUN paths relative to WORKDIR (absolute ones cannot be replayed).
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json tsconfig.json ./
+COPY package.json package-lock.json tsconfig.json tsconfig.addon.json ./
 # `npm ci` runs prepare -> build, which needs scripts/compile-config.mjs.
 COPY scripts ./scripts
 COPY src ./src
