@@ -8,8 +8,9 @@
  * keeps serving, its process guard does not fire, the problem is loud
  * (health, metrics, log) and nothing acknowledged is lost.
  */
+import { spawn } from 'node:child_process'
 import t from 'tap'
-import { adminGet, assertNoGuard, cleanup, echoCookies, startProxy, startUpstream, viaProxy, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
+import { adminGet, assertNoGuard, cleanup, echoCookies, runCli, startProxy, startUpstream, tempDir, viaProxy, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
 import { hasRedis, startRedis, type RedisServer } from '../helpers/redis.js'
 
 const JAR = 'session-proxy:jar:default'
@@ -141,5 +142,78 @@ if (!hasRedis()) {
     t.equal(await health(a), 'ok')
     assertNoGuard(a)
     assertNoGuard(b)
+  })
+
+  t.test('a Redis out of memory (noeviction): writes marked not persisted, health degraded, queued and written once it has room', async (t) => {
+    const redis = await startRedis()
+    servers.push(redis)
+    const a = await replica(redis)
+    const b = await replica(redis)
+    t.equal((await set(a, 'before=1; Path=/')).persist, undefined)
+    redis.cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction')
+    redis.cli('CONFIG', 'SET', 'maxmemory', '1')
+    const r = await set(a, 'during=1; Path=/')
+    t.equal(r.status, 200, 'the response still goes out')
+    t.equal(r.persist, 'failed', 'marked not persisted')
+    await waitFor('health to say degraded', async () => await health(a) === 'degraded')
+    t.ok(a.output.some((l) => /OOM/.test(l)), 'the OOM error is in the log')
+    t.match(await cookieSeen(a), /during=1/, 'A keeps using the cookie meanwhile')
+    redis.cli('CONFIG', 'SET', 'maxmemory', '0')
+    await waitFor('the queued write to reach Redis', async () => redis.cli('HGET', JAR, JSON.stringify(['127.0.0.1', '/', 'during'])).includes('during'), 10_000)
+    await waitFor('B to get it', async () => /during=1/.test(await cookieSeen(b)))
+    await waitFor('health to recover', async () => await health(a) === 'ok', 10_000)
+    assertNoGuard(a)
+    assertNoGuard(b)
+  })
+
+  t.test('CLIENT KILL of the proxy\'s connections: it reconnects, catches up and loses nothing', async (t) => {
+    const redis = await startRedis()
+    servers.push(redis)
+    const a = await replica(redis)
+    const b = await replica(redis)
+    t.equal((await set(a, 'k0=1; Path=/')).persist, undefined)
+    for (let i = 1; i <= 3; i++) {
+      redis.cli('CLIENT', 'KILL', 'TYPE', 'normal')
+      redis.cli('CLIENT', 'KILL', 'TYPE', 'pubsub')
+      const r = await set(a, `k${i}=1; Path=/`)
+      t.equal(r.status, 200)
+    }
+    await waitFor('Redis to hold every cookie', async () => Number(redis.cli('HLEN', JAR).trim()) === 4, 10_000)
+    await waitFor('B to send them all', async () => (await cookieSeen(b)).split('; ').length === 4, 10_000)
+    await waitFor('health to be ok', async () => await health(a) === 'ok' && await health(b) === 'ok', 10_000)
+    assertNoGuard(a)
+    assertNoGuard(b)
+  })
+
+  t.test('a Redis busy past redis.commandTimeoutMs: requests are not held longer than that, the write catches up', async (t) => {
+    const redis = await startRedis()
+    servers.push(redis)
+    const a = await replica(redis)
+    // A script that keeps the server busy 2 s (DEBUG SLEEP is disabled in Redis 7 by default; this blocks the same way).
+    const busy = spawn('redis-cli', ['-p', String(redis.port), 'EVAL', "local t0 = redis.call('TIME') while true do local t = redis.call('TIME') if (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 2000000 then break end end return 1", '0'], { stdio: 'ignore' })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const started = Date.now()
+    const r = await set(a, 'slow=1; Path=/')
+    const took = Date.now() - started
+    t.equal(r.status, 200)
+    t.equal(r.persist, 'failed', 'marked not persisted')
+    t.ok(took < 1500, `answered in ${took} ms, within commandTimeoutMs (500) and well before the busy script ended`)
+    await new Promise<void>((resolve) => busy.once('exit', () => resolve()))
+    await waitFor('the write to reach Redis', async () => redis.cli('HGET', JAR, JSON.stringify(['127.0.0.1', '/', 'slow'])).includes('slow'), 10_000)
+    await waitFor('health to recover', async () => await health(a) === 'ok', 10_000)
+    assertNoGuard(a)
+  })
+
+  t.test('a Redis that wants another password: the start is refused with a clear error, the password not shown', async (t) => {
+    const redis = await startRedis()
+    servers.push(redis)
+    redis.cli('CONFIG', 'SET', 'requirepass', 'right-secret')
+    const url = `redis://:wrong-secret@127.0.0.1:${redis.port}/0`
+    const r = runCli(['--store', url, '--port', '0', '--data-dir', tempDir('sp-redis-auth-')])
+    t.not(r.status, 0, 'does not start')
+    t.match(r.stderr, /cannot use store redis:\/\/:\*\*\*@127\.0\.0\.1/, 'names the store, redacted')
+    t.match(r.stderr, /WRONGPASS|invalid username-password|NOAUTH/, 'says why')
+    t.notMatch(r.stderr + r.stdout, /wrong-secret/, 'the password is not printed')
+    t.notMatch(r.stderr, /process guard/)
   })
 }

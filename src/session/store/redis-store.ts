@@ -442,13 +442,17 @@ export class RedisJarStore implements JarStore {
     main.defineCommand('spUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT })
     main.defineCommand('spRenew', { numberOfKeys: 1, lua: RENEW_SCRIPT })
     this.main = main
-    main.on('error', (err: Error) => this.down(err))
+    // The first error Redis itself gave (WRONGPASS, NOAUTH, …): connect() only rejects with "Connection is closed".
+    let cause: Error | null = null
+    main.on('error', (err: Error) => { cause ??= err; this.down(err) })
     main.on('close', () => this.down(new Error('connection to Redis closed')))
     main.on('ready', () => { if (this.started) this.resync() })
     const failStart = async (err: unknown): Promise<never> => {
       main.disconnect()
       this.sub?.disconnect()
-      throw new ConfigError(`cannot use store ${redactUrl(this.url)}: ${(err as Error).message}`, { cause: err })
+      const message = err instanceof Error ? err.message : String(err)
+      const why = cause !== null && cause !== err && !message.includes(cause.message) ? `${message} (${cause.message})` : message
+      throw new ConfigError(`cannot use store ${redactUrl(this.url)}: ${why}`, { cause: err })
     }
     try {
       await withTimeout(main.connect(), this.config.connectTimeoutMs, 'Redis did not answer')
