@@ -11,7 +11,8 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { writeModule } from '../helpers/addons.js'
+import { rawHandshake, writeModule } from '../helpers/addons.js'
+import { startWsUpstream } from '../helpers/ws.js'
 import { assertNoGuard, cleanup, startProxy, startUpstream, tempDir, viaProxy, runCli, type ProxyProcess, type Upstream } from '../helpers/proxy.js'
 
 const HOSTILE = `
@@ -136,6 +137,19 @@ t.test('a flow method called from an addon timer after its hook returned changes
   await new Promise((resolve) => setTimeout(resolve, 100))
   assertNoGuard(proxy)
   t.equal((await hit('none')).status, 200, 'still serving')
+})
+
+t.test('on a WebSocket handshake too: a bad header from a hook is SP_ADDON_ERROR, nothing goes upstream', async (t) => {
+  const ws = await startWsUpstream()
+  t.teardown(async () => { await ws.close() })
+  for (const c of ['crlf-value', 'bad-name', 'throw-undefined', 'response-crlf', 'response-status']) {
+    const before = ws.handshakes.length
+    const r = await rawHandshake(proxy.port, `http://127.0.0.1:${ws.port}/ws`, { 'x-case': c })
+    t.equal(r.status, 502, `${c}: ${r.head}`)
+    t.equal(r.headers['x-session-proxy-error'], 'SP_ADDON_ERROR', c)
+    if (!c.startsWith('response')) t.equal(ws.handshakes.length, before, `${c}: no handshake upstream`)
+  }
+  assertNoGuard(proxy)
 })
 
 t.test('an addon factory that throws a non-Error or never returns refuses the start, bounded', async (t) => {
