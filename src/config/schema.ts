@@ -147,6 +147,8 @@ export interface LimitsConfig {
   loginMaxBodyBytes: number
   /** An async addon hook must settle within this, else 502 SP_ADDON_ERROR. */
   addonHookTimeoutMs: number
+  /** An addon's factory function must return (settle) within this at start, else SP_ADDON_LOAD. */
+  addonStartTimeoutMs: number
   /** SIGTERM/SIGINT: in-flight requests get this long before connections are cut. */
   shutdownTimeoutMs: number
   /** Streams one HTTP/2 client connection (inside an intercepted tunnel) may have open at once. */
@@ -434,6 +436,7 @@ export const configSchema = {
         loginStepTimeoutMs: positiveInt,
         loginMaxBodyBytes: positiveInt,
         addonHookTimeoutMs: positiveInt,
+        addonStartTimeoutMs: positiveInt,
         shutdownTimeoutMs: nonNegativeInt,
         http2MaxConcurrentStreams: { type: 'integer', minimum: 1, maximum: 10000 },
         http2StalledStreamTimeoutMs: positiveInt

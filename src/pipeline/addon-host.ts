@@ -12,10 +12,13 @@ import type { Logger } from 'pino'
 import type { Addon, AddonContext, AddonLogger } from '../contracts/addon.js'
 import { SessionProxyError } from '../errors.js'
 import { PROFILE_KEY_PATTERN } from '../config/schema.js'
-import type { LoadedAddon } from './hooks.js'
+import { describeThrown, type LoadedAddon } from './hooks.js'
 
 const HOOKS = ['request', 'response', 'error'] as const
 const PROFILE_NAME_OR_GLOB = new RegExp(PROFILE_KEY_PATTERN)
+
+/** limits.addonStartTimeoutMs's default. */
+const DEFAULT_START_TIMEOUT_MS = 30_000
 
 export class AddonLoadError extends SessionProxyError {
   constructor (file: string, message: string, options?: { cause?: unknown }) {
@@ -47,7 +50,21 @@ function checkAddon (file: string, value: unknown): Addon {
   return value as Addon
 }
 
+class StartTimeout extends Error {
+  constructor (ms: number) {
+    super(`its factory function did not return within ${ms} ms (limits.addonStartTimeoutMs)`)
+  }
+}
+
+/** limits.addonStartTimeoutMs from the config the addons get, else its default. */
+function startTimeoutOf (config: Readonly<Record<string, unknown>>): number {
+  const limits = config.limits as { addonStartTimeoutMs?: unknown } | undefined
+  const ms = limits?.addonStartTimeoutMs
+  return typeof ms === 'number' && Number.isInteger(ms) && ms > 0 ? ms : DEFAULT_START_TIMEOUT_MS
+}
+
 export async function loadAddon (file: string, config: Readonly<Record<string, unknown>>, log: Logger): Promise<LoadedAddon> {
+  const startTimeoutMs = startTimeoutOf(config)
   let mod: Record<string, unknown>
   try {
     mod = await import(pathToFileURL(file).href) as Record<string, unknown>
@@ -60,10 +77,18 @@ export async function loadAddon (file: string, config: Readonly<Record<string, u
   const fallbackName = basename(file)
   if (typeof exported === 'function') {
     const context: AddonContext = { config, log: log.child({ addon: fallbackName }) as unknown as AddonLogger }
+    let timer: NodeJS.Timeout | undefined
     try {
-      exported = await (exported as (c: AddonContext) => unknown)(context)
+      // A factory that never settles would hold the start forever: bounded by limits.addonStartTimeoutMs.
+      const hung = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new StartTimeout(startTimeoutMs)), startTimeoutMs)
+      })
+      exported = await Promise.race([(async () => await (exported as (c: AddonContext) => unknown)(context))(), hung])
     } catch (err) {
-      throw new AddonLoadError(file, `its factory function failed: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+      if (err instanceof StartTimeout) throw new AddonLoadError(file, err.message)
+      throw new AddonLoadError(file, `its factory function failed: ${describeThrown(err)}`, { cause: err })
+    } finally {
+      clearTimeout(timer)
     }
   }
   const addon = checkAddon(file, exported)

@@ -71,8 +71,21 @@ export function compileHooks (addons: readonly LoadedAddon[], timeoutMs = DEFAUL
   return compileLists(addons, timeoutMs, forProfile)
 }
 
+/** What an addon threw, as text; never throws itself (a value whose toString throws, a null-prototype object). */
+export function describeThrown (err: unknown): string {
+  try {
+    if (err instanceof Error) return String(err.message)
+    if (err === undefined || err === null) return `it threw ${String(err)}`
+    // A thrown string is shown as it is, like an Error's message.
+    if (typeof err === 'string') return err.slice(0, 500)
+    return `it threw a non-Error: ${typeof err} ${String(err).slice(0, 500)}`
+  } catch {
+    return `it threw a non-Error (${typeof err}) that cannot be shown`
+  }
+}
+
 export function addonError (entry: HookEntry, hook: HookName, err: unknown): SessionProxyError {
-  const detail = err instanceof Error ? err.message : String(err)
+  const detail = describeThrown(err)
   return new SessionProxyError('SP_ADDON_ERROR', 502, `addon "${entry.addon}" failed in its ${hook} hook: ${detail}`, { cause: err })
 }
 
@@ -94,6 +107,7 @@ export function runHooks (hooks: CompiledHooks, hook: HookName, flow: Flow): Pro
     const entry = list[i]!
     let result: unknown
     flow.inRequest = request
+    const before = flow.responses
     try {
       result = entry.fn(flow)
     } catch (err) {
@@ -101,9 +115,15 @@ export function runHooks (hooks: CompiledHooks, hook: HookName, flow: Flow): Pro
     } finally {
       flow.inRequest = false
     }
-    if (isThenable(result)) return continueAsync(list, hook, flow, i, result, hooks.timeoutMs)
+    if (isThenable(result)) return continueAsync(list, hook, flow, i, result, hooks.timeoutMs, before)
+    checkOneAnswer(entry, hook, flow, before)
   }
   return undefined
+}
+
+/** Two respond() calls in one hook: which answer it meant is unknowable, so neither is sent. */
+function checkOneAnswer (entry: HookEntry, hook: HookName, flow: Flow, before: number): void {
+  if (flow.responses - before > 1) throw addonError(entry, hook, new Error('flow.respond() was called more than once'))
 }
 
 /** A hook that never settles must not hold its request (and its connection) forever. */
@@ -114,13 +134,14 @@ async function settled (pending: PromiseLike<unknown>, timeoutMs: number): Promi
     timer = setTimeout(() => reject(new Error(`it did not settle within ${timeoutMs} ms (limits.addonHookTimeoutMs)`)), timeoutMs)
   })
   try {
-    await Promise.race([pending, timeout])
+    // Promise.resolve adopts a hostile thenable safely: a then() that throws rejects, a second settle is ignored.
+    await Promise.race([Promise.resolve(pending), timeout])
   } finally {
     clearTimeout(timer)
   }
 }
 
-async function continueAsync (list: readonly HookEntry[], hook: HookName, flow: Flow, at: number, pending: PromiseLike<unknown>, timeoutMs: number): Promise<void> {
+async function continueAsync (list: readonly HookEntry[], hook: HookName, flow: Flow, at: number, pending: PromiseLike<unknown>, timeoutMs: number, before: number): Promise<void> {
   const request = hook === 'request'
   // respond() stays allowed while an async request hook runs.
   flow.inRequest = request
@@ -131,10 +152,12 @@ async function continueAsync (list: readonly HookEntry[], hook: HookName, flow: 
   } finally {
     flow.inRequest = false
   }
+  checkOneAnswer(list[at]!, hook, flow, before)
   for (let i = at + 1; i < list.length; i++) {
     if (request && flow.answer !== null) return
     const entry = list[i]!
     flow.inRequest = request
+    const start = flow.responses
     try {
       const result = entry.fn(flow)
       if (isThenable(result)) await settled(result, timeoutMs)
@@ -143,6 +166,7 @@ async function continueAsync (list: readonly HookEntry[], hook: HookName, flow: 
     } finally {
       flow.inRequest = false
     }
+    checkOneAnswer(entry, hook, flow, start)
   }
 }
 

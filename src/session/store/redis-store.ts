@@ -36,6 +36,7 @@ import { ConfigError } from '../../errors.js'
 import type { CookieChange } from '../cookie-store.js'
 import type { LoadedJar, UnreadableProblem } from '../jar-files.js'
 import { admitCookie } from '../sendable.js'
+import { PROFILE_NAME_PATTERN } from '../../config/schema.js'
 import { cookieField, parseCookieField, type JarStore, type JarWriter, type LoginLock, type RemoteChange, type StoreProblem, type WriterOptions } from './jar-store.js'
 
 /**
@@ -108,7 +109,8 @@ export function redactUrl (url: string): string {
   }
 }
 
-function parseCookie (json: string): Cookie | null {
+function parseCookie (json: unknown): Cookie | null {
+  if (typeof json !== 'string') return null
   let c: Cookie | undefined
   try {
     c = Cookie.fromJSON(json)
@@ -117,6 +119,59 @@ function parseCookie (json: string): Cookie | null {
   }
   if (c == null || typeof c.key !== 'string' || c.domain == null || c.path == null) return null
   return admitCookie(c) === null ? c : null
+}
+
+/**
+ * The cookie a hash field holds, or null when the record is unusable: not a
+ * cookie, refused by the jar's rules, or a cookie other than the one its
+ * field names (applying it would leave a field no later write deletes).
+ */
+function cookieAtField (field: string, json: unknown): Cookie | null {
+  const c = parseCookie(json)
+  if (c === null || cookieField(c.domain ?? '', c.path ?? '', c.key) !== field) return null
+  return c
+}
+
+const PROFILE_NAME = new RegExp(PROFILE_NAME_PATTERN)
+
+/** A message's version further ahead than this of what a process knows is not believed: the profile is re-read instead. */
+const MAX_VERSION_JUMP = 1_000_000
+/** Profiles named only by messages, checked against Redis in one batch; beyond this many a full re-read is done instead. */
+const MAX_DISCOVER = 1000
+const DISCOVER_DELAY_MS = 20
+/** A profile's unusable records are logged at most this often. */
+const BAD_LOG_INTERVAL_MS = 10_000
+
+function isRecord (v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+}
+
+/** A published change, checked field by field; null for anything else (garbage, another format, a forged shape). */
+export function parseChangeMessage (raw: string): { v: number, m: ChangeMessage } | { reload: string } | null {
+  if (typeof raw !== 'string' || raw.length === 0) return null
+  const bar = raw.indexOf('|')
+  let m: unknown
+  try {
+    m = JSON.parse(bar === -1 ? raw : raw.slice(bar + 1))
+  } catch {
+    return null
+  }
+  if (!isRecord(m)) return null
+  if (bar === -1) {
+    return typeof m.reload === 'string' && PROFILE_NAME.test(m.reload) ? { reload: m.reload } : null
+  }
+  const v = Number(raw.slice(0, bar))
+  if (!Number.isSafeInteger(v) || v < 1) return null
+  if (typeof m.r !== 'string' || typeof m.p !== 'string' || !PROFILE_NAME.test(m.p)) return null
+  if (m.c !== 0 && m.c !== 1) return null
+  if (!isRecord(m.s) || !Array.isArray(m.d)) return null
+  const set: Record<string, string> = Object.create(null) as Record<string, string>
+  for (const [f, json] of Object.entries(m.s)) {
+    if (typeof json !== 'string') return null
+    set[f] = json
+  }
+  if (!m.d.every((f): f is string => typeof f === 'string')) return null
+  return { v, m: { r: m.r, p: m.p, c: m.c, s: set, d: m.d } }
 }
 
 /** One profile as this process knows it: cookie JSON by field, and the version that set each. */
@@ -387,13 +442,17 @@ export class RedisJarStore implements JarStore {
     main.defineCommand('spUnlock', { numberOfKeys: 1, lua: UNLOCK_SCRIPT })
     main.defineCommand('spRenew', { numberOfKeys: 1, lua: RENEW_SCRIPT })
     this.main = main
-    main.on('error', (err: Error) => this.down(err))
+    // The first error Redis itself gave (WRONGPASS, NOAUTH, …): connect() only rejects with "Connection is closed".
+    let cause: Error | null = null
+    main.on('error', (err: Error) => { cause ??= err; this.down(err) })
     main.on('close', () => this.down(new Error('connection to Redis closed')))
     main.on('ready', () => { if (this.started) this.resync() })
     const failStart = async (err: unknown): Promise<never> => {
       main.disconnect()
       this.sub?.disconnect()
-      throw new ConfigError(`cannot use store ${redactUrl(this.url)}: ${(err as Error).message}`, { cause: err })
+      const message = err instanceof Error ? err.message : String(err)
+      const why = cause !== null && cause !== err && !message.includes(cause.message) ? `${message} (${cause.message})` : message
+      throw new ConfigError(`cannot use store ${redactUrl(this.url)}: ${why}`, { cause: err })
     }
     try {
       await withTimeout(main.connect(), this.config.connectTimeoutMs, 'Redis did not answer')
@@ -430,8 +489,8 @@ export class RedisJarStore implements JarStore {
     const cookies: Cookie[] = []
     const now = Date.now()
     let bad = 0
-    for (const json of fields?.values() ?? []) {
-      const c = parseCookie(json)
+    for (const [f, json] of fields ?? []) {
+      const c = cookieAtField(f, json)
       if (c === null) { bad++; continue }
       const expiry = c.expiryTime()
       if (expiry === undefined || expiry > now) cookies.push(c)
@@ -520,6 +579,12 @@ export class RedisJarStore implements JarStore {
     }
     const one = (f: string, json: string | null): void => {
       // A snapshot at the version we know is the same state; a message at it is one we applied.
+      let cookie: Cookie | null = null
+      if (json !== null) {
+        cookie = cookieAtField(f, json)
+        // Unusable: not kept, not applied (a later good write of that field still is).
+        if (cookie === null) { bad++; return }
+      } else if (parseCookieField(f) === null) { bad++; return }
       const knownAt = Math.max(k.floor, k.versions.get(f) ?? 0)
       if (v < knownAt || (v === knownAt && !snapshot && !(m.c === 1 && v === k.floor))) return
       if (!own && w !== undefined && w.inflight.has(f)) {
@@ -534,13 +599,14 @@ export class RedisJarStore implements JarStore {
       if (json === null) {
         const id = parseCookieField(f)
         if (id !== null) change.deleted.push(id)
-      } else {
-        const c = parseCookie(json)
-        if (c !== null) change.set.push(c)
+      } else if (cookie !== null) {
+        change.set.push(cookie)
       }
     }
+    let bad = 0
     for (const [f, json] of Object.entries(m.s)) one(f, json)
     for (const f of m.d) one(f, null)
+    if (bad > 0) this.reportBad(profile, bad)
     if (w !== undefined && (change.clear || change.set.length > 0 || change.deleted.length > 0)) this.onRemoteChange?.(change)
   }
 
@@ -552,25 +618,106 @@ export class RedisJarStore implements JarStore {
   }
 
   private onMessage (raw: string): void {
-    const bar = raw.indexOf('|')
-    let m: ChangeMessage
+    // Whatever arrives on the channel: a throw here would escape into ioredis's parser.
     try {
-      m = JSON.parse(bar === -1 ? raw : raw.slice(bar + 1)) as ChangeMessage
-    } catch {
+      this.handleMessage(raw)
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'a message on the Redis changes channel could not be applied: ignored')
+    }
+  }
+
+  private handleMessage (raw: string): void {
+    const parsed = parseChangeMessage(raw)
+    if (parsed === null) {
+      this.ignoredMessages++
+      const now = Date.now()
+      if (now - this.lastIgnoredLog >= BAD_LOG_INTERVAL_MS) {
+        this.lastIgnoredLog = now
+        this.log.warn({ channel: this.channel, ignored: this.ignoredMessages, sample: String(raw).slice(0, 100) }, 'a message on the Redis changes channel is not one this proxy publishes: ignored')
+      }
       return
     }
-    if (typeof m.reload === 'string') {
-      void this.reread(m.reload).catch(() => {})
+    if ('reload' in parsed) {
+      if (this.mirror.has(parsed.reload) || this.writer(parsed.reload) !== undefined) void this.reread(parsed.reload).catch(() => {})
+      else this.discover(parsed.reload)
       return
     }
-    const v = Number(raw.slice(0, bar))
-    if (m.r === this.replicaId || typeof m.p !== 'string' || !Number.isSafeInteger(v) || typeof m.s !== 'object' || !Array.isArray(m.d)) return
-    if (m.c === 1 && Object.keys(m.s).length === 0 && m.d.length === 0 && this.writer(m.p) === undefined) {
+    const { v, m } = parsed
+    if (m.r === this.replicaId) return
+    const empty = Object.keys(m.s).length === 0 && m.d.length === 0
+    const k = this.mirror.get(m.p)
+    if (m.c === 1 && empty && this.writer(m.p) === undefined) {
       // A removal or a clear of a profile not loaded here.
       this.mirror.delete(m.p)
       return
     }
+    if (empty && m.c === 0) return
+    if (k === undefined && this.writer(m.p) === undefined) {
+      // A profile named only by a message: applied now (another replica's new profile is usable at once),
+      // and checked against the set of profiles, so a flood of invented names does not stay in memory.
+      this.discover(m.p)
+    }
+    if (k !== undefined && v > this.maxVersion(k) + MAX_VERSION_JUMP) {
+      // Not a version this Redis can have given yet: re-read the truth instead of letting it freeze the cookies.
+      void this.reread(m.p).catch(() => {})
+      return
+    }
     this.apply(m.p, v, m, false)
+  }
+
+  private maxVersion (k: Known): number {
+    let max = k.floor
+    for (const v of k.versions.values()) if (v > max) max = v
+    return max
+  }
+
+  /** Profiles named by messages, not yet known here: one batched check against the set of profiles. */
+  private readonly discovering = new Set<string>()
+  private discoverAll = false
+  private discoverTimer: NodeJS.Timeout | null = null
+  ignoredMessages = 0
+  private lastIgnoredLog = 0
+  private readonly badLogged = new Map<string, number>()
+
+  private discover (profile: string): void {
+    if (this.discovering.size >= MAX_DISCOVER) this.discoverAll = true
+    else this.discovering.add(profile)
+    if (this.discoverTimer !== null) return
+    this.discoverTimer = setTimeout(() => {
+      this.discoverTimer = null
+      void this.runDiscover().catch((err: Error) => this.log.warn({ err: err.message }, 'could not read profiles named on the Redis changes channel'))
+    }, DISCOVER_DELAY_MS)
+    this.discoverTimer.unref()
+  }
+
+  private async runDiscover (): Promise<void> {
+    const names = [...this.discovering]
+    const all = this.discoverAll
+    this.discovering.clear()
+    this.discoverAll = false
+    if (this.main?.status !== 'ready') return
+    if (all) { await this.loadAll(); return }
+    const p = this.redis.pipeline()
+    for (const n of names) p.sismember(this.profilesKey, n).hgetall(this.hashKey(n)).get(this.versionKey(n))
+    const results = (await p.exec()) ?? []
+    names.forEach((n, i) => {
+      const [e0, member] = results[3 * i] ?? [null, 0]
+      const [e1, fields] = results[3 * i + 1] ?? [null, {}]
+      const [e2, version] = results[3 * i + 2] ?? [null, null]
+      if (e0 !== null || e1 !== null || e2 !== null) return
+      if (member === 1) this.applySnapshot(n, Number(version ?? 0), fields as Record<string, string>)
+      else if (this.writer(n) === undefined) this.mirror.delete(n)
+    })
+  }
+
+  /** Unusable records of a profile (in the hash or in messages): logged, at most every BAD_LOG_INTERVAL_MS per profile. */
+  private reportBad (profile: string, bad: number): void {
+    const now = Date.now()
+    const last = this.badLogged.get(profile) ?? 0
+    if (now - last < BAD_LOG_INTERVAL_MS) return
+    if (this.badLogged.size > MAX_DISCOVER) this.badLogged.clear()
+    this.badLogged.set(profile, now)
+    this.log.warn({ profile, key: this.hashKey(profile), bad }, 'Redis holds cookie records this proxy cannot use: skipped')
   }
 
   /**

@@ -8,7 +8,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { Cookie } from 'tough-cookie'
-import type { Config } from '../../config/schema.js'
+import type { Config, JarConfig } from '../../config/schema.js'
 import { ConfigError } from '../../errors.js'
 import { CookieJarStore, replayJournal, snapshotOf } from '../jar-files.js'
 import { assertProfileName } from '../profiles.js'
@@ -85,6 +85,24 @@ export function parseExport (text: string): Map<string, Cookie[]> {
   return out
 }
 
+/**
+ * The jar's own limits (jar.maxCookiesPerProfile, jar.maxCookiesPerDomain),
+ * checked before anything is written: an import must not give a profile
+ * more cookies than the proxy would ever keep (it would send them all).
+ */
+export function checkJarLimits (profiles: Map<string, Cookie[]>, jar: JarConfig): void {
+  for (const [name, cookies] of profiles) {
+    if (cookies.length > jar.maxCookiesPerProfile) throw new ConfigError(`profile "${name}": ${cookies.length} cookies, more than jar.maxCookiesPerProfile (${jar.maxCookiesPerProfile})`)
+    const perDomain = new Map<string, number>()
+    for (const c of cookies) {
+      const d = c.domain ?? ''
+      const n = (perDomain.get(d) ?? 0) + 1
+      perDomain.set(d, n)
+      if (n > jar.maxCookiesPerDomain) throw new ConfigError(`profile "${name}": more than jar.maxCookiesPerDomain (${jar.maxCookiesPerDomain}) cookies for ${d}`)
+    }
+  }
+}
+
 /** Every profile of the configured store. The file store is read without its lock: reading does not disturb a running proxy. */
 export async function readProfiles (config: Config, log: Logger): Promise<Map<string, Cookie[]>> {
   const store = config.store ?? 'file'
@@ -114,6 +132,7 @@ export async function readProfiles (config: Config, log: Logger): Promise<Map<st
  * Files: the data directory's lock is taken, so a running proxy refuses it.
  */
 export async function writeProfiles (config: Config, log: Logger, profiles: Map<string, Cookie[]>): Promise<void> {
+  checkJarLimits(profiles, config.jar)
   const store = config.store ?? 'file'
   if (store === 'file') {
     const files = new CookieJarStore(config.dataDir!)
