@@ -117,8 +117,14 @@ export function h2RefusalFrames (err: SessionProxyError, packet: Buffer): Buffer
 
 /** Sockets whose preface is being answered: Node's parser reports each later chunk again. */
 const answering = new WeakSet<Duplex>()
-/** How long, and for how many bytes, a lone preface waits for the client's first request. */
-const REQUEST_WAIT_MS = 250
+/**
+ * How long, and for how many bytes, a lone preface waits for the client's
+ * first request. A client sends it right after its preface, so the wait
+ * ends as soon as it arrives; the bound only matters for a client that
+ * never sends one, and it is generous so that a loaded machine still lets
+ * the client read the 501 (not only GOAWAY's debug text).
+ */
+const REQUEST_WAIT_MS = 1000
 const REQUEST_WAIT_BYTES = 16384
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
