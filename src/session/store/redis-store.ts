@@ -456,11 +456,19 @@ export class RedisJarStore implements JarStore {
     }
     try {
       await withTimeout(main.connect(), this.config.connectTimeoutMs, 'Redis did not answer')
-      const sub = main.duplicate({ enableOfflineQueue: true, commandTimeout: undefined })
+      // ioredis's own resubscribe after a reconnect sends SUBSCRIBE without
+      // handling its promise: a connection killed again at that moment
+      // (CLIENT KILL, a flapping network) rejects it unhandled. So this
+      // process subscribes again itself, on every 'ready', with the failure
+      // handled (the next 'ready' tries again), and catches up after it.
+      const sub = main.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, autoResubscribe: false })
       this.sub = sub
       sub.on('error', (err: Error) => this.down(err))
       sub.on('message', (_channel: string, message: string) => this.onMessage(message))
-      sub.on('ready', () => { if (this.started) this.resync() })
+      sub.on('ready', () => {
+        if (!this.started) return
+        sub.subscribe(this.channel).then(() => this.resync(), (err: Error) => this.down(err))
+      })
       await withTimeout(sub.connect(), this.config.connectTimeoutMs, 'Redis did not answer')
       await sub.subscribe(this.channel)
       await this.checkEpoch()
