@@ -6,6 +6,7 @@
  * throws, hooks that are not functions) is SP_ADDON_LOAD and the proxy
  * refuses to start, naming the file.
  */
+import { existsSync } from 'node:fs'
 import { basename } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { Logger } from 'pino'
@@ -66,6 +67,9 @@ function startTimeoutOf (config: Readonly<Record<string, unknown>>): number {
 export async function loadAddon (file: string, config: Readonly<Record<string, unknown>>, log: Logger): Promise<LoadedAddon> {
   const startTimeoutMs = startTimeoutOf(config)
   let mod: Record<string, unknown>
+  // Checked first rather than read from import()'s error: its code and text
+  // depend on the loader hooks in the process (seen under the test runner).
+  if (!existsSync(file)) throw new AddonLoadError(file, 'no such file')
   try {
     mod = await import(pathToFileURL(file).href) as Record<string, unknown>
   } catch (err) {
