@@ -28,7 +28,7 @@
  * newer value another already pushed), so nothing a replica still has is lost.
  */
 import { randomBytes } from 'node:crypto'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { Cookie } from 'tough-cookie'
 import type { RedisStoreConfig } from '../../config/schema.js'
@@ -427,7 +427,10 @@ export class RedisJarStore implements JarStore {
   init (): void {}
 
   async start (): Promise<void> {
-    const main = new Redis(this.url, {
+    // Loaded only when a Redis store is configured: the file store (the
+    // default) never pays ioredis's memory at start.
+    const { Redis: RedisClient } = await import('ioredis')
+    const main = new RedisClient(this.url, {
       lazyConnect: true,
       // Fail a write at once while Redis is unreachable: the writer queues it
       // (bounded) and the response says it is not persisted yet.
