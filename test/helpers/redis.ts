@@ -4,8 +4,9 @@
  * request (for restart tests that must keep the data). Stopped by pid.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import net from 'node:net'
-import { tempDir } from './proxy.js'
+import { freePort, tempDir } from './proxy.js'
+
+export { freePort }
 
 export const REDIS_SERVER = '/usr/bin/redis-server'
 
@@ -23,17 +24,6 @@ export interface RedisServer {
   restart: () => Promise<void>
   /** Runs redis-cli against it. */
   cli: (...args: string[]) => string
-}
-
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 async function waitForPing (port: number, deadline: number): Promise<void> {
