@@ -4,49 +4,13 @@
  * upstream session ends) transparently, and the HAR export records the
  * client's HTTP version (HTTP/2.0 for its streams, HTTP/1.1 otherwise).
  */
-import http from 'node:http'
-import http2 from 'node:http2'
-import type net from 'node:net'
-import tls from 'node:tls'
 import t from 'tap'
-import { adminGet, cleanup, curl, startProxy, tempDir, type ProxyProcess } from '../helpers/proxy.js'
+import { adminGet, cleanup, curl, startProxy, tempDir } from '../helpers/proxy.js'
 import { createTestCa, startHttpsUpstream } from '../helpers/tls.js'
+import { h2Get, h2Through } from '../helpers/h2.js'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Har } from '../../src/observe/har.js'
-
-async function tunnel (proxy: ProxyProcess, authority: string, user: string): Promise<net.Socket> {
-  return await new Promise<net.Socket>((resolve, reject) => {
-    const headers = { host: authority, 'proxy-authorization': `Basic ${Buffer.from(`${user}:`).toString('base64')}` }
-    const req = http.request({ host: '127.0.0.1', port: proxy.port, method: 'CONNECT', path: authority, headers, agent: false })
-    req.once('connect', (res, sock) => res.statusCode === 200 ? resolve(sock) : reject(new Error(`CONNECT ${res.statusCode ?? 0}`)))
-    req.once('error', reject)
-    req.end()
-  })
-}
-
-async function h2Through (proxy: ProxyProcess, authority: string, ca: string, user: string): Promise<http2.ClientHttp2Session> {
-  const socket = await tunnel(proxy, authority, user)
-  const session = http2.connect(`https://${authority}`, {
-    createConnection: () => tls.connect({ socket, servername: 'localhost', ca, ALPNProtocols: ['h2'] })
-  })
-  session.on('error', () => {})
-  await new Promise<void>((resolve, reject) => { session.once('remoteSettings', () => resolve()); session.once('error', reject) })
-  return session
-}
-
-async function h2Get (session: http2.ClientHttp2Session, path: string): Promise<{ status: number, body: string }> {
-  return await new Promise((resolve, reject) => {
-    const s = session.request({ ':path': path })
-    let status = 0
-    let body = ''
-    s.on('response', (h) => { status = Number(h[':status']) })
-    s.setEncoding('utf8')
-    s.on('data', (c: string) => { body += c })
-    s.on('end', () => resolve({ status, body }))
-    s.on('error', reject)
-  })
-}
 
 t.test('autopilot and HAR over an HTTP/2 client connection', async (t) => {
   const ca = createTestCa()
@@ -94,7 +58,7 @@ t.test('autopilot and HAR over an HTTP/2 client connection', async (t) => {
   writeFileSync(cacert, pem)
   t.teardown(async () => { await proxy.stop(); await up.close(); cleanup(proxy.dataDir, ca.dir) })
 
-  const session = await h2Through(proxy, authority, pem, 'ap')
+  const session = await h2Through(proxy, authority, pem, { user: 'ap' })
   t.teardown(() => session.close())
 
   const first = await h2Get(session, '/data/1')
