@@ -30,7 +30,7 @@ import { asProxyError, sendProxyError, sendRawError } from './proxy/respond.js'
 import { parseTarget } from './proxy/target.js'
 import { handleConnect, type TunnelDeps } from './proxy/tunnel.js'
 import { UpstreamPool } from './proxy/upstream.js'
-import { createAccessLogger } from './log.js'
+import { createAccessLogger, createProxiedLine } from './log.js'
 import { Interceptor } from './proxy/intercept.js'
 import { isAdminPath, parseReverseBase, reverseOptions, reverseTarget } from './proxy/reverse.js'
 import { CertificateAuthority } from './proxy/tls/ca.js'
@@ -153,7 +153,8 @@ export function createSessionProxy (opts: CreateOptions): SessionProxy {
   const events = new SessionEvents(config.events, config.dataDir, log)
   // A memory-only profile (persist: false) leaves no file behind, its events included.
   events.persistOnly((name) => matchProfileSettings(config.profiles, name)?.settings.persist !== false)
-  const deps: ProxyDeps = { pool, profiles, log, accessLog: createAccessLogger(log), via, proxyUsers: users, observers: [], events, hooks: compileHooks(opts.addons ?? [], config.limits.addonHookTimeoutMs) }
+  const accessLog = createAccessLogger(log)
+  const deps: ProxyDeps = { pool, profiles, log, accessLog, proxiedLine: createProxiedLine(accessLog), via, proxyUsers: users, observers: [], events, hooks: compileHooks(opts.addons ?? [], config.limits.addonHookTimeoutMs) }
   const observe = createObservability({ config, profiles, pool, deps, events, log, version: opts.version })
   const upgradedSockets = new Set<Socket>()
   const track = (socket: Socket): void => {

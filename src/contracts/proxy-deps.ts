@@ -1,5 +1,6 @@
 /** What every proxy entry (forward, intercept, websocket, reverse, the autopilot) is given by the wiring. */
 import type { Logger } from 'pino'
+import type { ProxiedLine } from '../log.js'
 import type { SessionEvents } from '../observe/events.js'
 import type { UpstreamPool } from '../proxy/upstream.js'
 import type { ProfileRegistry } from '../session/profiles.js'
@@ -12,6 +13,8 @@ export interface ProxyDeps {
   log: Logger
   /** One line per exchange (createAccessLogger): no redaction pass, no header values. */
   accessLog: Logger
+  /** The access log's "proxied" line (createProxiedLine), or null when the level leaves it out. */
+  proxiedLine: ProxiedLine | null
   via: ViaIdentity
   /** proxyAuth users (name to password), or null when auth is off. */
   proxyUsers: ReadonlyMap<string, string> | null

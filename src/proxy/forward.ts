@@ -393,13 +393,11 @@ class ForwardHandler implements Exchange {
   }
 
   private logDone (error: string | undefined, message?: string): void {
-    const log = this.deps.accessLog
     if (error === undefined) {
-      if (log.isLevelEnabled('info')) {
-        log.info({ req: this.id, method: this.method, host: this.target.authority, url: this.target.cookieUrl, status: this.status, ms: msSince(this.started), profile: this.profile.name }, 'proxied')
-      }
+      const line = this.deps.proxiedLine
+      if (line !== null) line(this.id, this.method, this.target.authority, this.target.cookieUrl, this.status, msSince(this.started), this.profile.name)
     } else {
-      log.info({ req: this.id, method: this.method, host: this.target.authority, url: this.target.cookieUrl, status: this.status, ms: msSince(this.started), profile: this.profile.name, error, detail: message }, 'proxy error')
+      this.deps.accessLog.info({ req: this.id, method: this.method, host: this.target.authority, url: this.target.cookieUrl, status: this.status, ms: msSince(this.started), profile: this.profile.name, error, detail: message }, 'proxy error')
     }
     if (this.observed) for (const o of this.deps.observers) o.onDone?.(this)
   }

@@ -486,9 +486,11 @@ export class ManagedExchange {
     if (this.logged) return
     this.logged = true
     const x = this.x
-    const fields = { req: x.id, method: x.method, host: this.target.authority, url: this.target.cookieUrl, status: x.status, ms: msSince(x.started), profile: this.profile.name }
-    if (error === undefined) this.deps.accessLog.info(fields, 'proxied')
-    else this.deps.accessLog.info({ ...fields, error, detail: message }, 'proxy error')
+    if (error === undefined) {
+      this.deps.proxiedLine?.(x.id, x.method, this.target.authority, this.target.cookieUrl, x.status, msSince(x.started), this.profile.name)
+    } else {
+      this.deps.accessLog.info({ req: x.id, method: x.method, host: this.target.authority, url: this.target.cookieUrl, status: x.status, ms: msSince(x.started), profile: this.profile.name, error, detail: message }, 'proxy error')
+    }
     for (const o of this.deps.observers) o.onDone?.(x)
   }
 }
