@@ -242,7 +242,7 @@ export function createProxiedLine (access: Logger): ProxiedLine | null {
   if (!(stream instanceof LineBuffer) || prettyLoggers.has(access)) {
     return (req, method, host, url, status, ms, profile) => access.info({ req, method, host, url, status, ms, profile }, 'proxied')
   }
-  const head = `{"level":30,"time":`
+  const head = '{"level":30,"time":'
   const pid = `,"pid":${process.pid},"req":`
   return (req, method, host, url, status, ms, profile) => {
     stream.write(head + Date.now() + pid + req + ',"method":' + jsonString(method) + ',"host":' + jsonString(host) + ',"url":' + jsonString(url) +

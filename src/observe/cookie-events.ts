@@ -19,8 +19,25 @@ const sha256Hex: (value: string) => string = typeof (crypto as { hash?: unknown 
   ? (value) => (crypto as unknown as { hash: (alg: string, data: string, enc: string) => string }).hash('sha256', value, 'hex')
   : (value) => crypto.createHash('sha256').update(value).digest('hex')
 
+/**
+ * The two values hashed last, with their hashes: a cookie that changes on
+ * every response hashes its new value, and the next change's previous value
+ * is that same string, found here instead of hashed again.
+ */
+let recentValue0: string | null = null
+let recentHash0 = ''
+let recentValue1: string | null = null
+let recentHash1 = ''
+
 export function valueHash (value: string): string {
-  return sha256Hex(value).slice(0, 12)
+  if (value === recentValue0) return recentHash0
+  if (value === recentValue1) return recentHash1
+  const hash = sha256Hex(value).slice(0, 12)
+  recentValue1 = recentValue0
+  recentHash1 = recentHash0
+  recentValue0 = value
+  recentHash0 = hash
+  return hash
 }
 
 /** A session cookie going from empty to a value is a first session, not a rotation. */

@@ -91,6 +91,18 @@ interface ProfileLog {
 
 export const DEFAULT_LIST_LIMIT = 100
 
+/** The last event time as text: the events of one busy millisecond share one toISOString(). */
+let isoMs = 0
+let isoText = ''
+function isoNow (): string {
+  const ms = Date.now()
+  if (ms !== isoMs) {
+    isoMs = ms
+    isoText = new Date(ms).toISOString()
+  }
+  return isoText
+}
+
 export class SessionEvents {
   readonly config: EventsConfig
   private readonly logs = new Map<string, ProfileLog>()
@@ -115,7 +127,7 @@ export class SessionEvents {
    */
   record (profile: string, input: EventInput): SessionEvent {
     const p = this.profileLog(profile)
-    const event = { ...input, seq: ++p.seq, time: new Date().toISOString(), profile } as SessionEvent
+    const event = { ...input, seq: ++p.seq, time: isoNow(), profile } as SessionEvent
     if (p.ring.push(event) === undefined) this.total++
     this.order.push({ log: p, seq: event.seq })
     this.enforceTotal()

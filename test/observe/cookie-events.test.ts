@@ -3,8 +3,9 @@
  * refusals are classified.
  */
 import t from 'tap'
+import { createHash } from 'node:crypto'
 import { Cookie } from 'tough-cookie'
-import { cookieRef } from '../../src/observe/cookie-events.js'
+import { cookieRef, valueHash } from '../../src/observe/cookie-events.js'
 import { classifyRejection } from '../../src/observe/reject-reason.js'
 import { SessionJar, type RejectedCookie } from '../../src/session/session-jar.js'
 
@@ -53,4 +54,15 @@ t.test('login state is held only while it matters: profiles that come and go do 
   wiring.onChange({ name: 'running' } as Parameters<typeof wiring.onChange>[0], { type: 'set', cookie: after, previous: before }, 7)
   const rotated = events.list('running').events.find((e) => e.type === 'session.rotated')
   t.match(rotated, { type: 'session.rotated', fixation: true }, 'a login still running keeps its state through sweeps')
+})
+
+t.test('valueHash: the remembered recent values never answer for another value', async (t) => {
+  const expect = (v: string): string => createHash('sha256').update(v).digest('hex').slice(0, 12)
+  const values = ['a', 'b', 'a', 'c', 'b', 'b', '', 'a', 'd', 'c', 'a']
+  for (const v of values) t.equal(valueHash(v), expect(v), JSON.stringify(v))
+  // A rotating cookie: each new value, then the previous one (the value before it).
+  for (let i = 1; i < 20; i++) {
+    t.equal(valueHash(`v${i}`), expect(`v${i}`))
+    t.equal(valueHash(`v${i - 1}`), expect(`v${i - 1}`))
+  }
 })
