@@ -20,6 +20,7 @@
 import fs from 'node:fs'
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { LogFormat, LogLevel } from './config/schema.js'
+import type { ProxiedLine } from './contracts/proxy-deps.js'
 
 const SECRET_HEADERS = ['cookie', 'set-cookie', 'authorization', 'proxy-authorization']
 
@@ -220,7 +221,7 @@ export function createAccessLogger (log: Logger): Logger {
  * a serializer and escapes each value, and was most of the line's cost.
  * Every other access line (rejections, errors) still goes through pino.
  */
-export type ProxiedLine = (req: number, method: string, host: string, url: string, status: number, ms: number, profile: string) => void
+export type { ProxiedLine }
 
 /** What JSON.stringify would escape, and anything outside ASCII: such a string takes JSON.stringify, which writes what pino writes. */
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is looked for

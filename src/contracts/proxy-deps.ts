@@ -1,11 +1,13 @@
 /** What every proxy entry (forward, intercept, websocket, reverse, the autopilot) is given by the wiring. */
 import type { Logger } from 'pino'
-import type { ProxiedLine } from '../log.js'
 import type { SessionEvents } from '../observe/events.js'
 import type { UpstreamPool } from '../proxy/upstream.js'
 import type { ProfileRegistry } from '../session/profiles.js'
 import type { ExchangeObserver, ViaIdentity } from './exchange.js'
 import type { CompiledHooks } from './hooks.js'
+
+/** Writes the access log's "proxied" line for one exchange (src/log.ts createProxiedLine). */
+export type ProxiedLine = (req: number, method: string, host: string, url: string, status: number, ms: number, profile: string) => void
 
 export interface ProxyDeps {
   pool: UpstreamPool
