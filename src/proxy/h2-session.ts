@@ -68,6 +68,14 @@ export class H2Sessions<T> {
 
   /** Serves HTTP/2 on a TLS socket whose ALPN settled on h2. */
   accept (socket: TLSSocket, tunnel: T): void {
+    // The TLS socket inherits allowHalfOpen from the CONNECT socket of the
+    // proxy's http.Server (true there). Node's http2 session learns that
+    // its client went away only from the socket's 'close' or 'error', and a
+    // half-open socket stays open after the client's FIN: a session whose
+    // client vanished kept its streams, and their upstream requests and
+    // connections, for ever. Not half-open, as on Node's own http2 servers,
+    // the FIN ends the socket, which closes the session and its streams.
+    socket.allowHalfOpen = false
     this.accepting = tunnel
     try {
       this.server.emit('connection', socket)
