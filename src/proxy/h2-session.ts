@@ -34,7 +34,10 @@ export interface H2Limits {
  * bytes are bounded by maxHeaderBytes.
  */
 const MAX_HEADER_PAIRS = 2000
-/** After GOAWAY, a session whose client does not close is destroyed after this. */
+/**
+ * After GOAWAY, a session whose client does not close is destroyed after
+ * this; so is one whose reset stream has not closed by then (see onStream).
+ */
 const CLOSE_GRACE_MS = 2000
 
 export type H2RequestHandler<T> = (req: IncomingMessage, res: ServerResponse, tunnel: T) => void
@@ -134,6 +137,15 @@ export class H2Sessions<T> {
       if (stream.closed || stream.destroyed || (stream.writableLength === 0 && !stream.writableNeedDrain)) return
       this.log.info({ error: 'stalled', waitingBytes: stream.writableLength, timeoutMs: this.limits.stalledStreamTimeoutMs }, 'HTTP/2 client takes no response bytes: stream reset (limits.http2StalledStreamTimeoutMs)')
       stream.close(http2.constants.NGHTTP2_CANCEL)
+      // The stream closes once its RST_STREAM is written. On a dead transport
+      // it never is: Node's http2 stops reading while a write is pending, and
+      // a write that failed on the TLS socket (the client's RST) is not
+      // reported to the session, so neither the reset nor the client's
+      // going away ever closes the session. Destroying it closes every
+      // stream, which aborts their upstream requests.
+      const grace = setTimeout(() => { if (!stream.destroyed) stream.session?.destroy() }, CLOSE_GRACE_MS)
+      grace.unref()
+      stream.once('close', () => clearTimeout(grace))
     })
     const session = stream.session
     if (session === undefined) return
