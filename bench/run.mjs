@@ -325,4 +325,8 @@ main()
     await cleanup()
     process.exitCode = 1
   })
-  .finally(() => clearTimeout(watchdog))
+  .finally(() => {
+    clearTimeout(watchdog)
+    // Whatever a subject module left open (the vusers fixture's sockets) must not keep the run alive.
+    process.exit()
+  })
