@@ -212,17 +212,6 @@ export function createAccessLogger (log: Logger): Logger {
   return pino({ level: log.level, base: { pid: process.pid } }, stream as DestinationStream)
 }
 
-/**
- * The access log's one hot line, "proxied", written for every exchange that
- * went through. Byte for byte the line pino writes for
- * `access.info({ req, method, host, url, status, ms, profile }, 'proxied')`
- * (test/log.test.ts compares them), but built by one template instead of
- * pino's generic serialiser, which walks the object's keys, checks each for
- * a serializer and escapes each value, and was most of the line's cost.
- * Every other access line (rejections, errors) still goes through pino.
- */
-export type { ProxiedLine }
-
 /** What JSON.stringify would escape, and anything outside ASCII: such a string takes JSON.stringify, which writes what pino writes. */
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is looked for
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/
@@ -232,10 +221,17 @@ function jsonString (s: string): string {
 }
 
 /**
- * The "proxied" line writer for an access logger, or null when its level
- * leaves that line out (the level is fixed once the proxy runs). A pretty
- * logger, or one on a destination that is not the buffered one, gets a
- * writer that calls pino itself.
+ * The access log's one hot line, "proxied", written for every exchange that
+ * went through: byte for byte the line pino writes for
+ * `access.info({ req, method, host, url, status, ms, profile }, 'proxied')`
+ * (test/log-buffer.test.ts compares them), but built by one template instead
+ * of pino's generic serialiser, which walks the object's keys, checks each
+ * for a serializer and escapes each value, and was most of the line's cost.
+ * Every other access line (rejections, errors) still goes through pino.
+ *
+ * Null when the logger's level leaves the line out (the level is fixed once
+ * the proxy runs). A pretty logger, or one on a destination that is not the
+ * buffered one, gets a writer that calls pino itself.
  */
 export function createProxiedLine (access: Logger): ProxiedLine | null {
   if (!access.isLevelEnabled('info')) return null
